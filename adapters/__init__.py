@@ -1,0 +1,1 @@
+"""The edges of PixelHub: protocol channels and storage engines (see DESIGN.md)."""
