@@ -187,4 +187,3 @@ class EngineFactory(Protocol):
     """What a ``pixelhub.engines`` entry point refers to."""
 
     def __call__(self, url: str, *, data_dir: str) -> Engine: ...
-

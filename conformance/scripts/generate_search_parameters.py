@@ -23,8 +23,14 @@ SERVED_TYPES = (
 ).split()
 COMMON_BASES = ("Resource", "DomainResource")
 # Parameters whose semantics need more than an index (FHIR R4 search.html#special) are not served.
-UNSERVED = {("Location", "near"), ("Resource", "_content"), ("Resource", "_text"),
-            ("Resource", "_query"), ("Resource", "_list"), ("Resource", "_has")}
+UNSERVED = {
+    ("Location", "near"),
+    ("Resource", "_content"),
+    ("Resource", "_text"),
+    ("Resource", "_query"),
+    ("Resource", "_list"),
+    ("Resource", "_has"),
+}
 
 
 def _branches_for(expression: str, resource_type: str) -> str:
@@ -54,7 +60,8 @@ def _split_union(expression: str) -> list[str]:
 
 
 def main(path: str) -> None:
-    bundle = json.load(open(path, encoding="utf-8"))
+    with open(path, encoding="utf-8") as f:
+        bundle = json.load(f)
     by_url = {e["resource"]["url"]: e["resource"] for e in bundle["entry"]}
     out: list[dict[str, object]] = []
     for sp in by_url.values():

@@ -1,1 +1,2 @@
-"""FHIR R4 search: the SearchParameter registry, index extraction and query parsing (search.html)."""
+"""FHIR R4 search: the SearchParameter registry, index extraction and query parsing
+(FHIR R4 search.html)."""

@@ -131,7 +131,8 @@ class TokenValue:
 
     ``bar=True, system=None``  -> ``|code``: only codes without a system.
     ``code=None``              -> ``system|``: any code in the system.
-    With ``:of-type``, ``type_system``/``type_code`` hold the identifier type and ``code`` the value.
+    With ``:of-type``, ``type_system``/``type_code`` hold the identifier type and ``code`` the
+    value.
     With ``:text``, ``text`` holds the search text and the other fields are unused.
     """
 
@@ -272,8 +273,9 @@ class ChainedCriterion:
 
 @dataclass(frozen=True, slots=True)
 class HasCriterion:
-    """``_has:Type:ref:inner=value`` (search.html#has): some resource of ``source_type`` refers to the
-    candidate through ``reference_param`` and satisfies ``inner`` (itself possibly a ``_has``)."""
+    """``_has:Type:ref:inner=value`` (search.html#has): some resource of ``source_type`` refers to
+    the candidate through ``reference_param`` and satisfies ``inner`` (itself possibly a
+    ``_has``)."""
 
     source_type: str
     reference_param: ParamRef
