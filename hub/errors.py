@@ -16,6 +16,7 @@ these into their own protocol (DICOM status, HL7 ACK, XDS RegistryError) where t
     ├── NotFound                  404 not-found      HUB-1301
     │   └── UnknownResourceType   404 not-supported  HUB-1302
     ├── MethodNotAllowed          405 not-supported  HUB-1303
+    ├── NotAcceptable             406 not-supported  HUB-1304  (XML asked for: only JSON served)
     ├── Conflict                  409 conflict       HUB-1401
     ├── Gone                      410 deleted        HUB-1402
     ├── PreconditionFailed        412 conflict       HUB-1403  (version conflict, multiple matches)
@@ -144,6 +145,12 @@ class MethodNotAllowed(HubError):
     status = 405
     issue_code = "not-supported"
     hub_code = "HUB-1303"
+
+
+class NotAcceptable(HubError):
+    status = 406
+    issue_code = "not-supported"
+    hub_code = "HUB-1304"
 
 
 class Conflict(HubError):

@@ -1,0 +1,118 @@
+"""Writing search index entries (``hub.search.model``) into the ``idx_*`` tables."""
+
+from __future__ import annotations
+
+import sqlite3
+import unicodedata
+from collections.abc import Sequence
+
+from adapters.sqlite._db import Database
+from hub.search.model import (
+    DateEntry,
+    IndexEntry,
+    NumberEntry,
+    QuantityEntry,
+    ReferenceEntry,
+    StringEntry,
+    TokenEntry,
+    UriEntry,
+)
+
+# Open ends of a date range (a Period without start or end), as stored.
+DATE_MIN = -(2**62)
+DATE_MAX = 2**62
+
+TABLES = (
+    "idx_token",
+    "idx_string",
+    "idx_date",
+    "idx_number",
+    "idx_quantity",
+    "idx_reference",
+    "idx_uri",
+)
+
+_INSERT = {
+    "idx_token": "INSERT INTO idx_token (res_pk, pid, ord, system, code, text_norm, type_system,"
+    " type_code, grp, comp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "idx_string": "INSERT INTO idx_string (res_pk, pid, ord, value, norm, grp, comp)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "idx_date": "INSERT INTO idx_date (res_pk, pid, ord, low, high, grp, comp)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "idx_number": "INSERT INTO idx_number (res_pk, pid, ord, value, low, high, grp, comp)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    "idx_quantity": "INSERT INTO idx_quantity (res_pk, pid, ord, value, low, high, system, code,"
+    " unit, grp, comp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "idx_reference": "INSERT INTO idx_reference (res_pk, pid, ord, target_type, target_id, url,"
+    " version, identifier_system, identifier_value, grp, comp)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "idx_uri": "INSERT INTO idx_uri (res_pk, pid, ord, value, grp, comp) VALUES (?, ?, ?, ?, ?, ?)",
+}
+_DELETE = {t: f"DELETE FROM {t} WHERE res_pk = ?" for t in TABLES}
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form for string matching (FHIR R4 search.html#string):
+    NFKD, combining marks dropped, casefolded."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+Row = tuple[object, ...]
+
+
+def write_index(
+    db: Database,
+    conn: sqlite3.Connection,
+    res_pk: int,
+    resource_type: str,
+    entries: Sequence[IndexEntry],
+) -> None:
+    """Insert ``entries`` for resource ``res_pk`` (its previous rows must be gone)."""
+    rows: dict[str, list[Row]] = {}
+    for e in entries:
+        pid = db.pid_for_write(conn, resource_type, e.param)
+        if isinstance(e, TokenEntry):
+            table = "idx_token"
+            row: Row = (
+                e.system,
+                e.code,
+                fold(e.text) if e.text else None,
+                e.type_system,
+                e.type_code,
+            )
+        elif isinstance(e, StringEntry):
+            table, row = "idx_string", (e.value, fold(e.value))
+        elif isinstance(e, DateEntry):
+            low = DATE_MIN if e.low is None else e.low
+            high = DATE_MAX if e.high is None else e.high
+            table, row = "idx_date", (low, high)
+        elif isinstance(e, NumberEntry):
+            table, row = "idx_number", (e.value, e.low, e.high)
+        elif isinstance(e, QuantityEntry):
+            table = "idx_quantity"
+            row = (e.value, e.low, e.high, e.system, e.code, e.unit)
+        elif isinstance(e, ReferenceEntry):
+            table = "idx_reference"
+            row = (
+                e.target_type,
+                e.target_id,
+                e.url,
+                e.version,
+                e.identifier_system,
+                e.identifier_value,
+            )
+        elif isinstance(e, UriEntry):
+            table, row = "idx_uri", (e.value,)
+        else:  # pragma: no cover - exhaustive over IndexEntry
+            raise TypeError(f"not an index entry: {e!r}")
+        bucket = rows.setdefault(table, [])
+        bucket.append((res_pk, pid, len(bucket), *row, e.group, e.component))
+    for table, batch in rows.items():
+        conn.executemany(_INSERT[table], batch)
+
+
+def clear_index(conn: sqlite3.Connection, res_pk: int) -> None:
+    """Remove every index row of resource ``res_pk``."""
+    for sql in _DELETE.values():
+        conn.execute(sql, (res_pk,))

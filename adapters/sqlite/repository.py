@@ -1,0 +1,277 @@
+"""The store of record on SQLite: current versions, full history with tombstones, and the change
+feed appended in the same transaction (FHIR R4 http.html#update, #delete, #vread, #history)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import cast
+
+import orjson
+
+from adapters.sqlite._db import Database
+from adapters.sqlite._errors import sqlite_errors
+from adapters.sqlite._index import clear_index, write_index
+from adapters.sqlite._time import format_ms, instant_range, now_ms, parse_instant
+from adapters.sqlite.search import run_search
+from hub.errors import HubError, InvalidRequest, InvalidResource, PreconditionFailed
+from hub.ports import ChangeOp, HistoryPage, StoredResource
+from hub.search.model import IndexEntry, Key, SearchQuery, SearchResult
+
+_READ = (
+    "SELECT v.version, v.last_updated, v.data, v.method FROM resource r"
+    " JOIN version v ON v.res_pk = r.pk AND v.version = r.version"
+    " WHERE r.res_type = ? AND r.res_id = ?"
+)
+_VREAD = (
+    "SELECT v.version, v.last_updated, v.data, v.method FROM resource r"
+    " JOIN version v ON v.res_pk = r.pk WHERE r.res_type = ? AND r.res_id = ? AND v.version = ?"
+)
+_CURRENT = "SELECT pk, version, deleted FROM resource WHERE res_type = ? AND res_id = ?"
+_INSERT_VERSION = (
+    "INSERT INTO version (res_pk, res_type, version, last_updated, last_updated_ms, method, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_CHANGE = "INSERT INTO change (res_type, res_id, version, op) VALUES (?, ?, ?, ?)"
+
+
+def _stored(resource_type: str, id: str, row: sqlite3.Row | tuple[object, ...]) -> StoredResource:
+    version, last_updated, data, method = row
+    return StoredResource(
+        resource_type=resource_type,
+        id=id,
+        version=cast(int, version),
+        last_updated=cast(str, last_updated),
+        data=cast(bytes | None, data),
+        method=cast(ChangeOp, method),
+    )
+
+
+def _read(conn: sqlite3.Connection, resource_type: str, id: str) -> StoredResource | None:
+    row = conn.execute(_READ, (resource_type, id)).fetchone()
+    return None if row is None else _stored(resource_type, id, row)
+
+
+def _serialise(
+    resource_type: str, id: str, resource: dict[str, object], version: int, last_updated: str
+) -> bytes:
+    """The stored JSON: a copy of ``resource`` with ``id``, ``meta.versionId`` and
+    ``meta.lastUpdated`` set (FHIR R4 resource.html#Meta)."""
+    found = resource.get("resourceType", resource_type)
+    if found != resource_type:
+        raise InvalidResource(f"Resource type {found!r} stored as {resource_type!r}")
+    meta_in = resource.get("meta")
+    meta: dict[str, object] = dict(meta_in) if isinstance(meta_in, dict) else {}
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = last_updated
+    doc: dict[str, object] = {"resourceType": resource_type, "id": id, "meta": meta}
+    for k, v in resource.items():
+        if k not in doc:
+            doc[k] = v
+    try:
+        return orjson.dumps(doc)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InvalidResource(f"{resource_type}/{id} is not serialisable as JSON: {exc}") from exc
+
+
+def _mismatch(resource_type: str, id: str, expected: int, current: int | None) -> HubError:
+    found = "it does not exist" if current is None else f"the current version is {current}"
+    return PreconditionFailed(
+        f"Version conflict on {resource_type}/{id}: expected version {expected}, but {found}"
+    )
+
+
+class SqliteTransaction:
+    """One write transaction on the writer connection (FHIR R4 http.html#transaction)."""
+
+    def __init__(self, db: Database, conn: sqlite3.Connection) -> None:
+        self._db = db
+        self._live: sqlite3.Connection | None = conn
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._live is None:
+            raise RuntimeError("This transaction is over: use it inside its `with` block only")
+        return self._live
+
+    def end(self) -> None:
+        self._live = None
+
+    def read(self, resource_type: str, id: str) -> StoredResource | None:
+        with sqlite_errors():
+            return _read(self._conn, resource_type, id)
+
+    def put(
+        self,
+        resource_type: str,
+        id: str,
+        resource: dict[str, object],
+        index: Sequence[IndexEntry],
+        *,
+        expected_version: int | None = None,
+        last_updated: str | None = None,
+    ) -> StoredResource:
+        """Create or update (R4 http.html#update); version = current + 1, 1 on create."""
+        conn = self._conn
+        with sqlite_errors():
+            row = conn.execute(_CURRENT, (resource_type, id)).fetchone()
+            current = None if row is None else int(row[1])
+            if expected_version is not None and expected_version != current:
+                raise _mismatch(resource_type, id, expected_version, current)
+            ms = now_ms() if last_updated is None else parse_instant(last_updated)
+            stamp = format_ms(ms)
+            version = (current or 0) + 1
+            data = _serialise(resource_type, id, resource, version, stamp)
+            method: ChangeOp = "create" if row is None or row[2] else "update"
+            if row is None:
+                cur = conn.execute(
+                    "INSERT INTO resource (res_type, res_id, version, last_updated_ms, deleted)"
+                    " VALUES (?, ?, ?, ?, 0)",
+                    (resource_type, id, version, ms),
+                )
+                pk = int(cur.lastrowid or 0)
+            else:
+                pk = int(row[0])
+                conn.execute(
+                    "UPDATE resource SET version = ?, last_updated_ms = ?, deleted = 0"
+                    " WHERE pk = ?",
+                    (version, ms, pk),
+                )
+                if not row[2]:
+                    clear_index(conn, pk)
+            conn.execute(_INSERT_VERSION, (pk, resource_type, version, stamp, ms, method, data))
+            write_index(self._db, conn, pk, resource_type, index)
+            conn.execute(_INSERT_CHANGE, (resource_type, id, version, method))
+        return StoredResource(resource_type, id, version, stamp, data, method)
+
+    def delete(
+        self, resource_type: str, id: str, *, expected_version: int | None = None
+    ) -> StoredResource | None:
+        """Write a tombstone and drop the index rows (R4 http.html#delete)."""
+        conn = self._conn
+        with sqlite_errors():
+            row = conn.execute(_CURRENT, (resource_type, id)).fetchone()
+            if row is None or row[2]:
+                return None
+            pk, current = int(row[0]), int(row[1])
+            if expected_version is not None and expected_version != current:
+                raise _mismatch(resource_type, id, expected_version, current)
+            ms = now_ms()
+            stamp = format_ms(ms)
+            version = current + 1
+            conn.execute(
+                "UPDATE resource SET version = ?, last_updated_ms = ?, deleted = 1 WHERE pk = ?",
+                (version, ms, pk),
+            )
+            conn.execute(_INSERT_VERSION, (pk, resource_type, version, stamp, ms, "delete", None))
+            clear_index(conn, pk)
+            conn.execute(_INSERT_CHANGE, (resource_type, id, version, "delete"))
+        return StoredResource(resource_type, id, version, stamp, None, "delete")
+
+    def search(self, query: SearchQuery) -> SearchResult:
+        """Search on the writer connection, so this transaction's own writes are seen."""
+        with sqlite_errors():
+            return run_search(self._db, self._conn, query)
+
+
+class SqliteRepository:
+    """Reads on the calling thread's reader connection; writes through ``transaction()``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqliteTransaction]:
+        with self._db.write() as conn:
+            tx = SqliteTransaction(self._db, conn)
+            try:
+                yield tx
+            finally:
+                tx.end()
+
+    def read(self, resource_type: str, id: str) -> StoredResource | None:
+        with sqlite_errors():
+            return _read(self._db.reader(), resource_type, id)
+
+    def vread(self, resource_type: str, id: str, version: int) -> StoredResource | None:
+        """R4 http.html#vread; a tombstone version has ``data=None``."""
+        with sqlite_errors():
+            row = self._db.reader().execute(_VREAD, (resource_type, id, version)).fetchone()
+        return None if row is None else _stored(resource_type, id, row)
+
+    def read_many(self, keys: Sequence[Key]) -> list[StoredResource]:
+        by_type: dict[str, list[str]] = {}
+        for t, i in keys:
+            by_type.setdefault(t, []).append(i)
+        found: dict[Key, StoredResource] = {}
+        with self._db.snapshot() as conn, sqlite_errors():
+            for t, ids in by_type.items():
+                rows = conn.execute(
+                    "SELECT r.res_id, v.version, v.last_updated, v.data, v.method FROM resource r"
+                    " JOIN version v ON v.res_pk = r.pk AND v.version = r.version"
+                    " WHERE r.res_type = ? AND r.deleted = 0"
+                    " AND r.res_id IN (SELECT value FROM json_each(?))",
+                    (t, orjson.dumps(ids).decode()),
+                )
+                for res_id, *rest in rows:
+                    found[(t, res_id)] = _stored(t, res_id, tuple(rest))
+        return [found[k] for k in keys if k in found]
+
+    def history(
+        self,
+        resource_type: str | None,
+        id: str | None,
+        *,
+        since: str | None = None,
+        at: str | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> HistoryPage:
+        """Instance, type or system history, newest first (R4 http.html#history). ``since``
+        keeps versions written at or after it; ``at`` keeps versions that were current at some
+        moment of the instant's precision range."""
+        where: list[str] = []
+        params: list[object] = []
+        if id is not None:
+            if resource_type is None:
+                raise InvalidRequest("Instance history needs a resource type")
+            where.append("v.res_pk = (SELECT pk FROM resource WHERE res_type = ? AND res_id = ?)")
+            params += [resource_type, id]
+        elif resource_type is not None:
+            where.append("v.res_type = ?")
+            params.append(resource_type)
+        if since is not None:
+            where.append("v.last_updated_ms >= ?")
+            params.append(instant_range(since)[0])
+        if at is not None:
+            low, high = instant_range(at)
+            where.append(
+                "v.last_updated_ms <= ? AND NOT EXISTS (SELECT 1 FROM version n"
+                " WHERE n.res_pk = v.res_pk AND n.version = v.version + 1"
+                " AND n.last_updated_ms <= ?)"
+            )
+            params += [high, low]
+        clause = " WHERE " + " AND ".join(where) if where else ""
+        with self._db.snapshot() as conn, sqlite_errors():
+            total = conn.execute(f"SELECT count(*) FROM version v{clause}", params).fetchone()[0]
+            rows = conn.execute(
+                "SELECT v.res_type, r.res_id, v.version, v.last_updated, v.data, v.method"
+                f" FROM version v JOIN resource r ON r.pk = v.res_pk{clause}"
+                " ORDER BY v.vid DESC LIMIT ? OFFSET ?",
+                [*params, max(0, count), max(0, offset)],
+            ).fetchall()
+        entries = [_stored(t, i, tuple(rest)) for t, i, *rest in rows]
+        return HistoryPage(entries=entries, total=int(total))
+
+    def count(self, resource_type: str | None = None) -> int:
+        with sqlite_errors():
+            conn = self._db.reader()
+            if resource_type is None:
+                row = conn.execute("SELECT count(*) FROM resource WHERE deleted = 0").fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT count(*) FROM resource WHERE res_type = ? AND deleted = 0",
+                    (resource_type,),
+                ).fetchone()
+        return int(row[0])

@@ -1,0 +1,68 @@
+"""The composition root: settings in, a wired hub out (engine, policy, service, projectors, app)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from hub import __version__
+from hub.auth import AccessPolicy
+from hub.config import Settings
+from hub.engines import open_engine
+from hub.fhir.capability import capability_statement
+from hub.fhir.service import FhirService, ServiceOptions
+from hub.health import HealthCheck
+from hub.http.app import create_app
+from hub.http.deps import HubState
+from hub.http.metrics import HttpMetrics
+from hub.ports import Engine
+from hub.projectors import ProjectorRunner, SearchIndexProjector
+from hub.search.registry import default_registry
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    engine: Engine
+    service: FhirService
+    runner: ProjectorRunner
+    health: HealthCheck
+    app: FastAPI
+
+    def close(self) -> None:
+        self.health.draining = True
+        self.runner.stop()
+        self.engine.close()
+
+
+def build_hub(settings: Settings, *, base_url: str) -> Hub:
+    """Wire one hub. ``base_url`` is the public FHIR base (known once the HTTP port is bound)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_engine(settings.database, data_dir=str(settings.data_dir))
+    registry = default_registry()
+    policy = AccessPolicy(demo=settings.demo, tokens=settings.auth_tokens)
+    options = ServiceOptions(
+        base_url=base_url,
+        default_page_size=settings.default_page_size,
+        max_page_size=settings.max_page_size,
+        referential_integrity=settings.referential_integrity,
+    )
+    service = FhirService(engine, policy, options, registry)
+    projectors = (
+        []
+        if engine.search_index.synchronous
+        else [SearchIndexProjector(engine.repository, engine.search_index)]
+    )
+    runner = ProjectorRunner(engine.change_feed, projectors)
+    health = HealthCheck(engine, runner)
+    metrics = HttpMetrics(engine, runner)
+    state = HubState(
+        service=service,
+        policy=policy,
+        max_body_bytes=settings.max_body_bytes,
+        capability_statement=capability_statement(base_url, registry, software_version=__version__),
+        health=health,
+        metrics=metrics,
+    )
+    return Hub(settings, engine, service, runner, health, create_app(state))

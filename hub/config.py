@@ -1,0 +1,96 @@
+"""PixelHub's one settings object.
+
+Precedence, highest first: CLI flags (passed as keyword arguments), ``PIXELHUB_*`` environment
+variables, an optional ``pixelhub.toml`` (``--config`` / ``PIXELHUB_CONFIG``, else
+``./pixelhub.toml`` when present), then the defaults of DESIGN.md's external contract.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    """Every setting of ``pixelhub serve``; README.md's configuration reference lists them."""
+
+    model_config = SettingsConfigDict(env_prefix="PIXELHUB_", extra="forbid", validate_default=True)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    dicom_port: int = Field(11112, ge=0, le=65535)
+    dicom_aet: str = Field("PIXELHUB", min_length=1, max_length=16)
+    mllp_port: int = Field(2575, ge=0, le=65535)
+    data_dir: Path = Path("./pixelhub-data")
+    database_url: str | None = None  # default: sqlite in data_dir
+    elasticsearch_url: str | None = None
+    base_url: str | None = None  # public FHIR base; default http://<host>:<port>/fhir
+    demo: bool = False
+    # Static bearer tokens accepted until the SMART authorization server lands (issue 6).
+    auth_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    default_page_size: int = Field(50, ge=1, le=1000)
+    max_page_size: int = Field(1000, ge=1, le=10000)
+    referential_integrity: bool = True
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
+    log_level: str = "info"
+    channels: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["http"])
+
+    @field_validator("dicom_aet")
+    @classmethod
+    def _aet_chars(cls, v: str) -> str:
+        if not v.isascii() or "\\" in v or v != v.strip():
+            raise ValueError("AE title: up to 16 ASCII characters, no backslash (DICOM PS3.5 6.2)")
+        return v
+
+    @field_validator("auth_tokens", "channels", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [t.strip() for t in v.split(",") if t.strip()]
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get("PIXELHUB_CONFIG", "pixelhub.toml")
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+        return (init_settings, env_settings, toml)
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'pixelhub.db'}"
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Build the settings; ``overrides`` are CLI flags (``None`` values mean "not given")."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config_file is not None:
+        if not Path(config_file).is_file():
+            raise FileNotFoundError(f"configuration file not found: {config_file}")
+        previous = os.environ.get("PIXELHUB_CONFIG")
+        os.environ["PIXELHUB_CONFIG"] = config_file
+        try:
+            return Settings(**given)
+        finally:
+            if previous is None:
+                del os.environ["PIXELHUB_CONFIG"]
+            else:
+                os.environ["PIXELHUB_CONFIG"] = previous
+    return Settings(**given)

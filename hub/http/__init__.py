@@ -1,0 +1,1 @@
+"""PixelHub's HTTP front door (FastAPI): FHIR, health, metrics; later DICOMweb, XDS, OAuth, app."""

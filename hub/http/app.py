@@ -1,0 +1,105 @@
+"""The FastAPI application: routes, the OperationOutcome error handlers, health and metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hub.errors import HubError, Issue, NotAcceptable, operation_outcome
+from hub.http import fhir_routes
+from hub.http.deps import HubState, authenticate, hub_state
+
+log = logging.getLogger("pixelhub.http")
+_XML = ("xml", "text/xml", "application/xml", "application/fhir+xml")
+
+
+def _outcome_response(
+    status: int, outcome: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(outcome), status_code=status, media_type=fhir_routes.FHIR_JSON, headers=headers
+    )
+
+
+def _check_format(request: Request) -> None:
+    """Only JSON is served: asking for XML alone is 406 (http.html#mime-type)."""
+    fmt = request.query_params.get("_format")
+    if fmt and fmt.lower() in _XML:
+        raise NotAcceptable(
+            f"_format={fmt} is not supported; PixelHub serves application/fhir+json"
+        )
+    accept = request.headers.get("accept", "")
+    types = [a.split(";")[0].strip().lower() for a in accept.split(",") if a.strip()]
+    if types and all(t in _XML for t in types):
+        raise NotAcceptable("Only application/fhir+json is served")
+
+
+def create_app(state: HubState) -> FastAPI:
+    app = FastAPI(
+        title="PixelHub",
+        version=str(state.capability_statement["software"]["version"]),
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(_check_format)],
+    )
+    app.state.hub = state
+
+    @app.exception_handler(HubError)
+    async def _hub_error(request: Request, exc: HubError) -> Response:
+        return _outcome_response(exc.status, exc.operation_outcome(), exc.headers or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        issue = Issue(str(exc.detail), code=code)
+        return _outcome_response(
+            exc.status_code, operation_outcome([issue]), dict(exc.headers or {})
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        issues = [
+            Issue(str(e.get("msg")), expression=(".".join(map(str, e.get("loc", ()))),))
+            for e in exc.errors()
+        ]
+        return _outcome_response(400, operation_outcome(issues))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        issue = Issue("Internal error; the incident is logged", code="exception", severity="fatal")
+        return _outcome_response(500, operation_outcome([issue]))
+
+    app.middleware("http")(state.metrics.middleware)
+
+    @app.get("/fhir/metadata")
+    async def metadata() -> Response:
+        """capabilities (http.html#capabilities); open to all, as FHIR requires."""
+        return fhir_routes.fhir_response(state.capability_statement)
+
+    @app.get("/health")
+    async def health(request: Request) -> Response:
+        """Readiness: 200 when the store answers and projectors keep up, else 503."""
+        ready, body = hub_state(request).health.readiness()
+        return Response(
+            orjson.dumps(body),
+            status_code=200 if ready else 503,
+            media_type="application/health+json",
+        )
+
+    @app.get("/health/live")
+    async def live() -> Response:
+        """Liveness: the process answers."""
+        return Response(b'{"status":"pass"}', media_type="application/health+json")
+
+    @app.get("/metrics", dependencies=[Depends(authenticate)])
+    async def metrics(request: Request) -> Response:
+        return Response(hub_state(request).metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app.include_router(fhir_routes.router)
+    return app

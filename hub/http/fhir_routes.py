@@ -1,0 +1,304 @@
+"""The ``/fhir`` routes: parse the HTTP request, call one ``FhirService`` method, render.
+
+FHIR R4 http.html. Every error below ``/fhir`` is an ``OperationOutcome`` (see ``hub.http.app``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from hub.auth import Principal
+from hub.errors import InvalidRequest, NotFound, UnsupportedMediaType
+from hub.fhir import bundles
+from hub.fhir.service import FhirService, WriteResult
+from hub.fhir.transaction import BundleProcessor, PreferReturn
+from hub.http.deps import HubState, authenticate, hub_state
+from hub.ports import StoredResource
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json")
+
+router = APIRouter(prefix="/fhir")
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+StateDep = Annotated[HubState, Depends(hub_state)]
+
+
+def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(content, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def _resource_headers(state: HubState, stored: StoredResource) -> dict[str, str]:
+    return {
+        "ETag": bundles.etag(stored),
+        "Last-Modified": bundles.http_date(stored.last_updated),
+    }
+
+
+def _prefer(request: Request) -> tuple[PreferReturn | None, bool]:
+    """``Prefer: return=...`` and ``handling=strict|lenient``
+    (http.html#ops, search.html#errors)."""
+    ret: PreferReturn | None = None
+    strict = False
+    for part in request.headers.get("prefer", "").split(";"):
+        for token in part.split(","):
+            key, _, value = token.strip().partition("=")
+            value = value.strip().strip('"')
+            if key == "return" and value in ("minimal", "representation", "OperationOutcome"):
+                ret = value  # type: ignore[assignment]
+            elif key == "handling":
+                strict = value == "strict"
+    return ret, strict
+
+
+async def read_json(request: Request, state: HubState, *, patch: bool = False) -> Any:
+    """The request body as JSON, refusing other media types (415), oversize bodies (413) and
+    malformed JSON (400)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype and ctype not in _JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {ctype} is not supported; use application/fhir+json"
+        )
+    if patch and ctype != "application/json-patch+json":
+        raise UnsupportedMediaType("PATCH needs Content-Type application/json-patch+json")
+    raw = await state.read_body(request)
+    if not raw:
+        raise InvalidRequest.at("The request body is empty")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest.at(f"The body is not valid JSON: {exc}") from None
+
+
+def _written(state: HubState, request: Request, result: WriteResult) -> Response:
+    prefer, _ = _prefer(request)
+    stored = result.stored
+    headers = _resource_headers(state, stored)
+    headers["Location"] = bundles.location(state.service.options.base_url, stored)
+    status = 201 if result.created else 200
+    if prefer == "minimal":
+        return Response(status_code=status, headers=headers)
+    if prefer == "OperationOutcome":
+        outcome = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "information", "code": "informational", "diagnostics": "OK"}],
+        }
+        return fhir_response(outcome, status, headers)
+    assert stored.data is not None
+    return fhir_response(stored.data, status, headers)
+
+
+def _query_params(request: Request) -> list[tuple[str, str]]:
+    return parse_qsl(request.url.query, keep_blank_values=True)
+
+
+def _service(state: HubState) -> FhirService:
+    return state.service
+
+
+# --------------------------------------------------------------------------- system level
+
+
+@router.post("")
+async def batch_or_transaction(
+    request: Request, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """batch / transaction (http.html#transaction)."""
+    bundle = await read_json(request, state)
+    prefer, _ = _prefer(request)
+    processor = BundleProcessor(_service(state))
+    out = await run_in_threadpool(processor.process, principal, bundle, prefer or "minimal")
+    return fhir_response(out)
+
+
+@router.get("")
+async def search_system(request: Request, state: StateDep, principal: PrincipalDep) -> Response:
+    """search-system (http.html#search)."""
+    _, strict = _prefer(request)
+    out = await run_in_threadpool(
+        _service(state).search, principal, None, _query_params(request), strict=strict
+    )
+    return fhir_response(out)
+
+
+@router.get("/_history")
+async def history_system(request: Request, state: StateDep, principal: PrincipalDep) -> Response:
+    """history-system (http.html#history)."""
+    out = await run_in_threadpool(
+        _service(state).history, principal, None, None, _query_params(request)
+    )
+    return fhir_response(out)
+
+
+# --------------------------------------------------------------------------- type level
+
+
+@router.get("/{resource_type}")
+async def search_type(
+    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """search-type by GET (http.html#search)."""
+    _, strict = _prefer(request)
+    out = await run_in_threadpool(
+        _service(state).search, principal, resource_type, _query_params(request), strict=strict
+    )
+    return fhir_response(out)
+
+
+@router.post("/{resource_type}/_search")
+async def search_type_post(
+    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """search-type by POST with a form body (http.html#search): URL and body parameters combine."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType(
+            "POST _search needs Content-Type application/x-www-form-urlencoded"
+        )
+    raw = await state.read_body(request)
+    params = _query_params(request) + parse_qsl(
+        raw.decode("utf-8", "replace"), keep_blank_values=True
+    )
+    _, strict = _prefer(request)
+    out = await run_in_threadpool(
+        _service(state).search, principal, resource_type, params, strict=strict
+    )
+    return fhir_response(out)
+
+
+@router.post("/{resource_type}")
+async def create(
+    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """create, conditional with If-None-Exist (http.html#create)."""
+    body = await read_json(request, state)
+    if_none_exist = request.headers.get("if-none-exist")
+    result = await run_in_threadpool(
+        _service(state).create, principal, resource_type, body, if_none_exist=if_none_exist
+    )
+    return _written(state, request, result)
+
+
+@router.put("/{resource_type}")
+async def conditional_update(
+    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """conditional update (http.html#cond-update)."""
+    body = await read_json(request, state)
+    result = await run_in_threadpool(
+        _service(state).conditional_update, principal, resource_type, request.url.query, body
+    )
+    return _written(state, request, result)
+
+
+@router.delete("/{resource_type}")
+async def conditional_delete(
+    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """conditional delete (http.html#3.1.0.7.1)."""
+    await run_in_threadpool(
+        _service(state).conditional_delete, principal, resource_type, request.url.query
+    )
+    return Response(status_code=204)
+
+
+@router.get("/{resource_type}/_history")
+async def history_type(
+    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """history-type (http.html#history)."""
+    out = await run_in_threadpool(
+        _service(state).history, principal, resource_type, None, _query_params(request)
+    )
+    return fhir_response(out)
+
+
+# --------------------------------------------------------------------------- instance level
+
+
+@router.get("/{resource_type}/{rid}")
+async def read(
+    resource_type: str, rid: str, request: Request, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """read (http.html#read), honouring If-None-Match with 304."""
+    stored = await run_in_threadpool(_service(state).read, principal, resource_type, rid)
+    headers = _resource_headers(state, stored)
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    assert stored.data is not None
+    return fhir_response(stored.data, 200, headers)
+
+
+@router.put("/{resource_type}/{rid}")
+async def update(
+    resource_type: str, rid: str, request: Request, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """update / update-as-create (http.html#update)."""
+    body = await read_json(request, state)
+    result = await run_in_threadpool(
+        _service(state).update,
+        principal,
+        resource_type,
+        rid,
+        body,
+        if_match=request.headers.get("if-match"),
+    )
+    return _written(state, request, result)
+
+
+@router.patch("/{resource_type}/{rid}")
+async def patch(
+    resource_type: str, rid: str, request: Request, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """patch with JSON Patch (http.html#patch)."""
+    body = await read_json(request, state, patch=True)
+    result = await run_in_threadpool(
+        _service(state).patch,
+        principal,
+        resource_type,
+        rid,
+        body,
+        if_match=request.headers.get("if-match"),
+    )
+    return _written(state, request, result)
+
+
+@router.delete("/{resource_type}/{rid}")
+async def delete(
+    resource_type: str, rid: str, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """delete (http.html#delete)."""
+    await run_in_threadpool(_service(state).delete, principal, resource_type, rid)
+    return Response(status_code=204)
+
+
+@router.get("/{resource_type}/{rid}/_history")
+async def history_instance(
+    resource_type: str, rid: str, request: Request, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """history-instance (http.html#history)."""
+    out = await run_in_threadpool(
+        _service(state).history, principal, resource_type, rid, _query_params(request)
+    )
+    return fhir_response(out)
+
+
+@router.get("/{resource_type}/{rid}/_history/{vid}")
+async def vread(
+    resource_type: str, rid: str, vid: str, state: StateDep, principal: PrincipalDep
+) -> Response:
+    """vread (http.html#vread)."""
+    stored = await run_in_threadpool(_service(state).vread, principal, resource_type, rid, vid)
+    assert stored.data is not None
+    return fhir_response(stored.data, 200, _resource_headers(state, stored))
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+async def unknown(path: str, principal: PrincipalDep) -> Response:
+    """Anything else below /fhir is not a FHIR interaction PixelHub offers."""
+    raise NotFound(f"No FHIR interaction at /fhir/{path}")

@@ -1,0 +1,432 @@
+"""Index extraction: the entries a resource contributes to the search index (FHIR R4 search.html).
+
+Each SearchParameter's FHIRPath expression is compiled once per registry and resource type; the
+values it finds are converted by the parameter's type, following the data-type tables of
+search.html (#token, #string, #date, #number, #quantity, #reference, #uri, #composite). Values a
+type cannot hold (a ``Quantity`` under a date parameter, ``SampledData``, ``Money``, contained
+``#id`` references, malformed dates) are skipped, never raised. ``_id`` and ``_lastUpdated`` are
+indexed by the engines from the resource row.
+
+Pure and fast: plain dicts in, frozen entries out; no pydantic on this path.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+import weakref
+from calendar import isleap, monthrange
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from hub.search.fhirpath import REFERENCE_TARGET, Expression, Item, compile_expression
+from hub.search.model import (
+    DateEntry,
+    IndexEntry,
+    NumberEntry,
+    ParamType,
+    QuantityEntry,
+    ReferenceEntry,
+    StringEntry,
+    TokenEntry,
+    UriEntry,
+)
+from hub.search.registry import (
+    ROW_PARAMS,
+    SearchParameterDef,
+    SearchParameterRegistry,
+    default_registry,
+)
+
+__all__ = ["date_range", "extract_index_entries", "number_range", "split_reference"]
+
+# -- lexical helpers shared with the query parser -------------------------------------------------
+
+_DATE = re.compile(
+    r"(\d{4})(?:-(\d{2})(?:-(\d{2})"
+    r"(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+_EPOCH = date(1970, 1, 1).toordinal()
+_DAY_MS = 86_400_000
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+
+
+def date_range(text: str) -> tuple[int, int]:
+    """``[low, high]`` ms since the epoch UTC, both inclusive, covered by a FHIR date, dateTime or
+    instant at its precision (search.html#date): ``2024`` is the whole year, ``10:00`` the whole
+    minute, ``10:00:00.1`` a tenth of a second. No zone means UTC. ``ValueError`` otherwise."""
+    m = _DATE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"not a FHIR date, dateTime or instant: {text!r}")
+    year_s, month_s, day_s, hour_s, minute_s, second_s, fraction, zone = m.groups()
+    year = int(year_s)
+    if year == 0:
+        raise ValueError(f"year 0000 is not a FHIR date: {text!r}")
+    if month_s is None:
+        low = (date(year, 1, 1).toordinal() - _EPOCH) * _DAY_MS
+        return low, low + (366 if isleap(year) else 365) * _DAY_MS - 1
+    month = int(month_s)
+    if day_s is None:
+        if not 1 <= month <= 12:
+            raise ValueError(f"month out of range: {text!r}")
+        low = (date(year, month, 1).toordinal() - _EPOCH) * _DAY_MS
+        return low, low + monthrange(year, month)[1] * _DAY_MS - 1
+    day = date(year, month, int(day_s))  # ValueError if there is no such day
+    low = (day.toordinal() - _EPOCH) * _DAY_MS
+    if hour_s is None:
+        return low, low + _DAY_MS - 1
+    hour, minute, second = int(hour_s), int(minute_s), int(second_s or 0)
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError(f"time out of range: {text!r}")
+    if zone and zone != "Z":
+        zone_h, zone_m = int(zone[1:3]), int(zone[4:6])
+        if zone_h > 14 or zone_m > 59:
+            raise ValueError(f"time zone out of range: {text!r}")
+        low -= (1 if zone[0] == "+" else -1) * (zone_h * 60 + zone_m) * 60_000
+    low += (hour * 3600 + minute * 60 + second) * 1000
+    if second_s is None:
+        return low, low + 59_999
+    if fraction is None:
+        return low, low + 999
+    if len(fraction) >= 3:  # ms is the finest precision kept
+        low += int(fraction[:3])
+        return low, low
+    step = 10 ** (3 - len(fraction))
+    low += int(fraction) * step
+    return low, low + step - 1
+
+
+def number_range(text: str) -> tuple[float, float, float]:
+    """``(value, low, high)``: the implicit range of a decimal's precision, half a unit of its last
+    significant digit either side (search.html#number): ``100`` -> 99.5..100.5, ``1.50`` ->
+    1.495..1.505, ``1e2`` -> 50..150. ``ValueError`` if ``text`` is not a decimal."""
+    if _NUMBER.fullmatch(text) is None:
+        raise ValueError(f"not a decimal: {text!r}")
+    value = Decimal(text)
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite by the pattern above
+    half = Decimal(5).scaleb(exponent - 1)
+    return float(value), float(value - half), float(value + half)
+
+
+def split_reference(
+    text: str,
+) -> tuple[str | None, str | None, str | None, str | None] | None:
+    """``(target_type, target_id, url, version)`` of a literal reference or canonical
+    (references.html#literal, search.html#reference): ``Type/id[/_history/v]``; an absolute URL
+    (kept in ``url``, minus any ``/_history/v``, with type and id too when it ends in
+    ``Type/id``); a canonical ``url|version``; ``urn:uuid:``/``urn:oid:`` as ``url``. ``None`` for
+    contained ``#id`` references and empty text."""
+    if not text or text[0] == "#":
+        return None
+    if text.startswith("urn:"):
+        return None, None, text, None
+    base, _, canonical_version = text.partition("|")
+    m = REFERENCE_TARGET.search(base)
+    if "://" in base:
+        if m is None:
+            return None, None, base, canonical_version or None
+        url = base[: m.end(2)] if m[3] else base
+        return m[1], m[2], url, m[3] or canonical_version or None
+    if m is not None and m.start() == 0:
+        return m[1], m[2], None, m[3]
+    return None, None, text, None
+
+
+# -- converters: one JSON value (and its FHIR type if known) to entries, per parameter type ------
+
+# Converters append raw entries, ``(entry class, *fields but group and component)``: cheap to
+# de-duplicate; entries are built once at the end.
+_Raw = tuple[Any, ...]
+_Converter = Callable[[str, Any, "str | None", list[_Raw]], None]
+_cached_date_range = functools.lru_cache(maxsize=4096)(date_range)
+_cached_split_reference = functools.lru_cache(maxsize=4096)(split_reference)
+
+
+@functools.lru_cache(maxsize=65536)
+def _entry(raw: _Raw) -> IndexEntry:
+    """Build (once: entries are immutable, common ones are shared) the entry ``raw`` describes."""
+    entry: IndexEntry = raw[0](*raw[1:])
+    return entry
+
+
+_CONTACT_SYSTEMS = frozenset({"phone", "fax", "email", "pager", "url", "sms", "other"})
+_NAME_ADDRESS_PARTS = (
+    "family",
+    "given",
+    "prefix",
+    "suffix",
+    "line",
+    "city",
+    "district",
+    "state",
+    "postalCode",
+    "country",
+    "text",
+)
+
+
+def _token(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
+    """search.html#token: Coding, CodeableConcept, Identifier, ContactPoint, code/id/string/uri,
+    boolean."""
+    kind = type(v)
+    if kind is str:
+        out.append((TokenEntry, param, None, v, None, None, None))
+    elif kind is bool:
+        out.append((TokenEntry, param, None, "true" if v else "false", None, None, None))
+    elif kind is not dict:
+        return
+    elif t == "CodeableConcept" or "coding" in v:
+        text = v.get("text")
+        for c in v.get("coding") or ():
+            system, code, display = c.get("system"), c.get("code"), c.get("display")
+            if system is not None or code is not None:
+                out.append((TokenEntry, param, system, code, display or text, None, None))
+            elif display is not None:
+                out.append((TokenEntry, param, None, None, display, None, None))
+        if text is not None:
+            out.append((TokenEntry, param, None, None, text, None, None))
+    elif t == "Identifier" or "type" in v or "assigner" in v:
+        _identifier(param, v, out)
+    elif t == "ContactPoint" or "rank" in v or v.get("system") in _CONTACT_SYSTEMS:
+        if type(v.get("value")) is str:  # token on ContactPoint matches its value
+            out.append((TokenEntry, param, None, v["value"], None, None, None))
+    elif "value" in v:
+        if type(v["value"]) is str:
+            _identifier(param, v, out)
+    elif "code" in v or "system" in v:
+        out.append(
+            (TokenEntry, param, v.get("system"), v.get("code"), v.get("display"), None, None)
+        )
+    elif "display" in v or "text" in v:  # display-only Coding, text-only CodeableConcept
+        out.append((TokenEntry, param, None, None, v.get("display") or v.get("text"), None, None))
+
+
+def _identifier(param: str, v: dict[str, Any], out: list[_Raw]) -> None:
+    system, value, kind = v.get("system"), v.get("value"), v.get("type")
+    if system is None and value is None:
+        return
+    text = kind.get("text") if type(kind) is dict else None
+    codings = kind.get("coding") if type(kind) is dict else None
+    if not codings:
+        out.append((TokenEntry, param, system, value, text, None, None))
+    for c in codings or ():
+        out.append((TokenEntry, param, system, value, text, c.get("system"), c.get("code")))
+
+
+def _string(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
+    """search.html#string: string/markdown, and each part of a HumanName or Address."""
+    if type(v) is str:
+        out.append((StringEntry, param, v))
+    elif type(v) is dict:
+        for part in _NAME_ADDRESS_PARTS:
+            found = v.get(part)
+            if type(found) is str:
+                out.append((StringEntry, param, found))
+            elif type(found) is list:
+                out.extend((StringEntry, param, x) for x in found if type(x) is str)
+
+
+def _try_range(text: Any) -> tuple[int, int] | None:
+    try:
+        return _cached_date_range(text) if type(text) is str else None
+    except ValueError:
+        return None
+
+
+def _period(param: str, v: dict[str, Any], out: list[_Raw]) -> None:
+    start, end = v.get("start"), v.get("end")
+    low_range, high_range = _try_range(start), _try_range(end)
+    if (start is not None and low_range is None) or (end is not None and high_range is None):
+        return  # malformed bound
+    if low_range or high_range:
+        low = low_range[0] if low_range else None
+        out.append((DateEntry, param, low, high_range[1] if high_range else None))
+
+
+def _date(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
+    """search.html#date: date, dateTime, instant, Period (open ends as None) and Timing (each
+    event, plus repeat.boundsPeriod)."""
+    if type(v) is str:
+        found = _try_range(v)
+        if found is not None:
+            out.append((DateEntry, param, *found))
+    elif type(v) is not dict:
+        return
+    elif t == "Period" or (t is None and ("start" in v or "end" in v)):
+        _period(param, v, out)
+    elif t == "Timing" or (t is None and ("event" in v or "repeat" in v)):
+        for event in v.get("event") or ():
+            found = _try_range(event)
+            if found is not None:
+                out.append((DateEntry, param, *found))
+        bounds = (v.get("repeat") or {}).get("boundsPeriod")
+        if type(bounds) is dict:
+            _period(param, bounds, out)
+
+
+def _numeric(v: Any) -> tuple[float, float, float] | None:
+    if type(v) is int or type(v) is float:
+        return number_range(repr(v))
+    return None
+
+
+def _number(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
+    """search.html#number: integer and decimal, with the implicit range of their precision."""
+    found = _numeric(v)
+    if found is not None:
+        out.append((NumberEntry, param, *found))
+
+
+def _quantity(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
+    """search.html#quantity: Quantity and its profiles (Age, Duration...); not SampledData/Money."""
+    if type(v) is not dict or t in ("SampledData", "Money", "Range", "Ratio"):
+        return
+    if "currency" in v:  # Money (SampledData has no ``value``)
+        return
+    found = _numeric(v.get("value"))
+    if found is not None:
+        system, code, unit = v.get("system"), v.get("code"), v.get("unit")
+        out.append((QuantityEntry, param, *found, system, code, unit))
+
+
+def _reference(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
+    """search.html#reference: Reference (literal and ``identifier``), canonical and uri."""
+    if type(v) is str:
+        parts = _cached_split_reference(v)
+        if parts is not None:
+            out.append((ReferenceEntry, param, *parts, None, None))
+        return
+    if type(v) is not dict:
+        return
+    ref, ident = v.get("reference"), v.get("identifier")
+    system = value = None
+    if type(ident) is dict:
+        system, value = ident.get("system"), ident.get("value")
+    parts = _cached_split_reference(ref) if type(ref) is str else None
+    if parts is not None:
+        out.append((ReferenceEntry, param, *parts, system, value))
+    elif system is not None or value is not None:
+        out.append((ReferenceEntry, param, None, None, None, None, system, value))
+
+
+def _uri(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
+    """search.html#uri: uri, url, canonical, oid, uuid."""
+    if type(v) is str:
+        out.append((UriEntry, param, v))
+
+
+_CONVERTERS: dict[ParamType, _Converter] = {
+    "token": _token,
+    "string": _string,
+    "date": _date,
+    "number": _number,
+    "quantity": _quantity,
+    "reference": _reference,
+    "uri": _uri,
+}
+
+# -- compiled parameters --------------------------------------------------------------------------
+
+# The official R4 ``relationship`` composite of DocumentReference declares its component
+# expressions crosswise (``relatesto``, a reference, reads ``code``; ``relation``, a token, reads
+# ``target``). Component order and types are kept; each component reads the element of its type.
+_COMPONENT_FIXES: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {
+    ("http://hl7.org/fhir/SearchParameter/DocumentReference-relationship", ("code", "target")): (
+        "target",
+        "code",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    code: str
+    expression: Expression
+    convert: _Converter | None  # None for a composite
+    components: tuple[tuple[_Converter, Expression], ...] = ()
+
+
+_CACHE: weakref.WeakKeyDictionary[SearchParameterRegistry, dict[str, tuple[_Compiled, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _compile(d: SearchParameterDef, resource_type: str) -> _Compiled | None:
+    try:
+        expression = compile_expression(d.expression, resource_type)
+        if d.type != "composite":
+            convert = _CONVERTERS.get(d.type)
+            return None if convert is None else _Compiled(d.code, expression, convert)
+        sources = tuple(c.expression for c in d.components)
+        sources = _COMPONENT_FIXES.get((d.url, sources), sources)
+        components = []
+        for component, source in zip(d.components, sources, strict=True):
+            convert = _CONVERTERS.get(component.type)
+            if convert is None:
+                return None
+            components.append((convert, compile_expression(source)))
+        return _Compiled(d.code, expression, None, tuple(components))
+    except ValueError as exc:
+        raise ValueError(f"SearchParameter {d.url} ({d.code}) cannot be indexed: {exc}") from exc
+
+
+def _compiled_for(registry: SearchParameterRegistry, resource_type: str) -> tuple[_Compiled, ...]:
+    by_type = _CACHE.get(registry)
+    if by_type is None:
+        by_type = _CACHE.setdefault(registry, {})
+    found = by_type.get(resource_type)
+    if found is None:
+        defs = [d for d in registry.for_type(resource_type) if d.code not in ROW_PARAMS]
+        compiled = [_compile(d, resource_type) for d in defs]
+        found = by_type[resource_type] = tuple(c for c in compiled if c is not None)
+    return found
+
+
+def _composite(p: _Compiled, resource: dict[str, Any], out: list[IndexEntry], group: int) -> int:
+    """search.html#composite: per node, the cartesian product of its components' values, each
+    combination tied by a fresh ``group``. Text-only tokens are left out (no ``:text`` there)."""
+    seen: set[tuple[_Raw, ...]] = set()
+    for node, node_type in p.expression(resource):
+        per_component: list[list[_Raw]] = []
+        for convert, expression in p.components:
+            values: list[_Raw] = []
+            for v, t in expression(node, node_type):
+                convert(p.code, v, t, values)
+            values = [e for e in values if not (e[0] is TokenEntry and e[3] is None)]
+            if not values:
+                break
+            per_component.append(list(dict.fromkeys(values)))
+        else:
+            for combination in itertools.product(*per_component):
+                if combination not in seen:
+                    seen.add(combination)
+                    group += 1
+                    out.extend(_entry((*e, group, i)) for i, e in enumerate(combination))
+    return group
+
+
+def extract_index_entries(
+    resource: dict[str, Any], registry: SearchParameterRegistry | None = None
+) -> list[IndexEntry]:
+    """Every index entry of ``resource`` for the parameters of its type (FHIR R4 search.html),
+    ``_tag``/``_security``/``_profile``/``_source`` included, without duplicates, in a stable
+    order. ``ValueError`` if a parameter's expression is outside the supported FHIRPath subset."""
+    params = _compiled_for(registry or default_registry(), resource.get("resourceType", ""))
+    raw: list[_Raw] = []
+    composites: list[IndexEntry] = []
+    group = 0
+    context: list[Item] = [(resource, None)]
+    for p in params:
+        if p.convert is None:
+            group = _composite(p, resource, composites, group)
+            continue
+        convert, code = p.convert, p.code
+        for v, t in p.expression.run(context):
+            convert(code, v, t, raw)
+    entries: list[IndexEntry] = [_entry(e) for e in dict.fromkeys(raw)]
+    return entries + composites if composites else entries

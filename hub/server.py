@@ -1,0 +1,100 @@
+"""``pixelhub serve``: bind the ports, write ``ports.json``, serve until SIGTERM, drain, exit.
+
+Port ``0`` picks a free port; the chosen ports are printed and written to
+``<data dir>/ports.json`` as ``{"http": ...}`` (switched-off channels are absent). SIGTERM or
+SIGINT stops accepting connections, lets in-flight requests finish (up to
+``shutdown_grace_seconds``), stops the projectors and closes the store: every write that was
+answered 2xx is committed before its answer, so nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import orjson
+import uvicorn
+
+from hub.composition import build_hub
+from hub.config import Settings
+from hub.demo import load_demo_data
+
+log = logging.getLogger("pixelhub")
+
+DEMO_BANNER = """
+################################################################################
+#  PIXELHUB DEMO MODE: NO AUTHENTICATION. Anyone who can reach this port can   #
+#  read and change every record. Sample data is loaded. Never use with real     #
+#  patient data.                                                                #
+################################################################################
+"""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+def write_ports(data_dir: Path, ports: dict[str, int]) -> Path:
+    """Atomically write ``ports.json`` so a reader never sees a partial file."""
+    path = data_dir / "ports.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_bytes(orjson.dumps(ports))
+    os.replace(tmp, path)
+    return path
+
+
+def serve(settings: Settings) -> int:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    http_sock = bind(settings.http_host, settings.http_port)
+    http_port = http_sock.getsockname()[1]
+    host_for_url = f"[{settings.http_host}]" if ":" in settings.http_host else settings.http_host
+    base_url = settings.base_url or f"http://{host_for_url}:{http_port}/fhir"
+    hub = build_hub(settings, base_url=base_url.rstrip("/"))
+    if settings.demo:
+        print(DEMO_BANNER, file=sys.stderr, flush=True)
+        loaded = load_demo_data(hub.service)
+        log.warning("demo mode: open access, %d sample resources present", loaded)
+    elif not settings.auth_tokens:
+        log.warning(
+            "no authentication configured (PIXELHUB_AUTH_TOKENS): every protected request "
+            "will be refused with 401"
+        )
+    ports = {"http": http_port}
+    ports_file = write_ports(settings.data_dir, ports)
+    print(f"PixelHub listening: http={http_port} (FHIR base {base_url})", flush=True)
+    print(f"ports written to {ports_file}", flush=True)
+    config = uvicorn.Config(
+        hub.app,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in place
+    # before it started: make that one a no-op so our own shutdown below still runs.
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: None)
+    hub.runner.start()
+    try:
+        server.run(sockets=[http_sock])
+    finally:
+        hub.close()
+        ports_file.unlink(missing_ok=True)
+        log.info("PixelHub stopped cleanly")
+    return 0

@@ -1,0 +1,145 @@
+"""``pixelhub serve`` as a real process: port 0, ports.json, SIGTERM drains, nothing acked is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+TOKEN = "serve-test-token"
+
+
+@contextmanager
+def running_hub(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    env = {**os.environ, "PIXELHUB_AUTH_TOKENS": TOKEN}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hub",
+            "serve",
+            "--http-port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    ports = data_dir / "ports.json"
+    deadline = time.monotonic() + 30
+    while not ports.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = proc.stdout.read() if proc.stdout else ""
+            proc.kill()
+            proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+            raise AssertionError(f"hub did not start: {out}")
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{json.loads(ports.read_text())['http']}"
+    try:
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_port_zero_and_ports_json(tmp_path: Path) -> None:
+    with running_hub(tmp_path) as (proc, url):
+        ports = json.loads((tmp_path / "ports.json").read_text())
+        assert set(ports) == {"http"} and ports["http"] > 0
+        assert httpx.get(f"{url}/fhir/metadata").json()["resourceType"] == "CapabilityStatement"
+        assert httpx.get(f"{url}/fhir/Patient").status_code == 401
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        out = proc.stdout.read() if proc.stdout else ""
+        assert f"http={ports['http']}" in out
+        assert "PixelHub stopped cleanly" in out
+    assert not (tmp_path / "ports.json").exists()
+
+
+def test_sigterm_during_writes_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(url: str, n: int) -> None:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Prefer": "return=minimal"}
+        with httpx.Client(base_url=url, headers=headers, timeout=10) as c:
+            i = 0
+            while not stop.is_set():
+                body = {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": "urn:t", "value": f"{n}-{i}"}],
+                }
+                try:
+                    r = c.post("/fhir/Patient", json=body)
+                except httpx.HTTPError:
+                    return
+                if r.status_code == 201:
+                    with lock:
+                        acknowledged.append(r.headers["location"].split("/")[-3])
+                i += 1
+
+    with running_hub(tmp_path) as (proc, url):
+        threads = [threading.Thread(target=writer, args=(url, n)) for n in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        stop.set()
+        for t in threads:
+            t.join()
+    assert len(acknowledged) > 20
+    with running_hub(tmp_path) as (proc, url):
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        total = httpx.get(f"{url}/fhir/Patient?_summary=count", headers=headers).json()["total"]
+        assert total >= len(acknowledged)
+        for pid in acknowledged[:: max(1, len(acknowledged) // 50)]:
+            assert httpx.get(f"{url}/fhir/Patient/{pid}", headers=headers).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_demo_mode_is_loud_and_open(tmp_path: Path) -> None:
+    with running_hub(tmp_path, "--demo") as (proc, url):
+        studies = httpx.get(f"{url}/fhir/ImagingStudy").json()
+        modalities = {e["resource"]["modality"][0]["code"] for e in studies["entry"]}
+        assert {"CT", "MG", "SM", "US", "XC", "OP", "ES"} <= modalities
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        out = proc.stdout.read() if proc.stdout else ""
+    assert "DEMO MODE: NO AUTHENTICATION" in out
+    with running_hub(tmp_path, "--demo") as (proc, url):  # second start: no duplicates
+        again = httpx.get(f"{url}/fhir/ImagingStudy?_summary=count").json()["total"]
+        assert again == len(studies["entry"])
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_cli_help_and_bad_config(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "hub", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "serve" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "hub", "serve", "--http-port", "70000", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "http_port" in bad.stderr

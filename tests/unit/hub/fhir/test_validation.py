@@ -1,0 +1,42 @@
+import pytest
+
+from hub.errors import InvalidResource
+from hub.fhir.validation import check_depth, summary_elements, validate_resource
+
+
+def test_valid_resource_passes() -> None:
+    validate_resource({"resourceType": "Patient", "birthDate": "1970-01-01"}, "Patient")
+
+
+@pytest.mark.parametrize(
+    ("resource", "location"),
+    [
+        ({"resourceType": "Patient", "birthDate": "2024-02-30"}, "Patient.birthDate"),
+        ({"resourceType": "Patient", "foo": 1}, "Patient.foo"),
+        ({"resourceType": "Patient", "name": [{"given": [1]}]}, "Patient.name[0].given[0]"),
+        (
+            {"resourceType": "ImagingStudy", "subject": {"reference": "Patient/1"}},
+            "ImagingStudy.status",
+        ),
+        ({"resourceType": "Patient", "gender": "robot"}, "Patient.gender"),
+    ],
+)
+def test_errors_carry_locations(resource: dict[str, object], location: str) -> None:
+    with pytest.raises(InvalidResource) as exc:
+        validate_resource(resource, str(resource["resourceType"]))
+    assert location in {e for i in exc.value.issues for e in i.expression}
+
+
+def test_depth_limit() -> None:
+    node: object = 1
+    for _ in range(100):
+        node = [node]
+    with pytest.raises(InvalidResource):
+        check_depth(node)
+    check_depth([[[1]]])
+
+
+def test_summary_elements_from_r4_definitions() -> None:
+    keys = summary_elements("ImagingStudy")
+    assert {"status", "subject", "started", "modality", "series"} <= keys
+    assert "text" not in keys
