@@ -44,7 +44,34 @@ class Settings(BaseSettings):
     referential_integrity: bool = True
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     log_level: str = "info"
-    channels: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["http"])
+
+    # DICOM DIMSE channel (DICOM PS3.7, PS3.8). Peers: "AET" or "AET@address"; "*" only in demo.
+    dicom_allowed_peers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dicom_max_associations: int = Field(20, ge=1)
+    dicom_max_pdu: int = Field(0, ge=0)  # 0 = no limit (PS3.8 D.1)
+    dicom_acse_timeout: float = Field(30.0, gt=0)
+    dicom_dimse_timeout: float = Field(30.0, gt=0)
+    dicom_network_timeout: float = Field(60.0, gt=0)
+    dicom_tls_cert: Path | None = None
+    dicom_tls_key: Path | None = None
+    dicom_tls_ca: Path | None = None  # set: peers must present a certificate signed by it
+    # IssuerOfPatientID (0010,0021) -> Patient.identifier.system; OIDs become urn:oid:...
+    dicom_issuer_systems: dict[str, str] = Field(default_factory=dict)
+    dicom_default_patient_system: str = "urn:pixelhub:patient-id"
+    dicom_aggregation_quiet_seconds: float = Field(2.0, ge=0)
+
+    # HL7 v2 MLLP channel. Peers: "APP^FACILITY", optionally "@address"; "*" only in demo.
+    hl7_allowed_peers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    mllp_max_message_bytes: int = Field(1024 * 1024, ge=1024)
+    mllp_idle_timeout: float = Field(60.0, gt=0)
+    mllp_tls_cert: Path | None = None
+    mllp_tls_key: Path | None = None
+    mllp_tls_ca: Path | None = None
+    # CX assigning authority (PID-3.4) -> Patient.identifier.system
+    hl7_authority_systems: dict[str, str] = Field(default_factory=dict)
+    hl7_default_patient_system: str = "urn:pixelhub:patient-id"
+    # Channels to serve besides HTTP (e.g. "dicom,hl7v2"); absent = every installed channel.
+    channels: Annotated[list[str] | None, NoDecode] = None
 
     @field_validator("dicom_aet")
     @classmethod
@@ -53,7 +80,9 @@ class Settings(BaseSettings):
             raise ValueError("AE title: up to 16 ASCII characters, no backslash (DICOM PS3.5 6.2)")
         return v
 
-    @field_validator("auth_tokens", "channels", mode="before")
+    @field_validator(
+        "auth_tokens", "channels", "dicom_allowed_peers", "hl7_allowed_peers", mode="before"
+    )
     @classmethod
     def _comma_list(cls, v: Any) -> Any:
         if isinstance(v, str):

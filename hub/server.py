@@ -39,6 +39,9 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit TCP_NODELAY on Linux: without it, a response written in two
+    # parts stalls ~40 ms on Nagle + delayed ACK, on every keep-alive request.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(512)
     sock.set_inheritable(True)
@@ -73,9 +76,10 @@ def serve(settings: Settings) -> int:
             "no authentication configured (PIXELHUB_AUTH_TOKENS): every protected request "
             "will be refused with 401"
         )
-    ports = {"http": http_port}
+    ports = {"http": http_port, **hub.start_channels()}
     ports_file = write_ports(settings.data_dir, ports)
-    print(f"PixelHub listening: http={http_port} (FHIR base {base_url})", flush=True)
+    listening = " ".join(f"{name}={port}" for name, port in ports.items())
+    print(f"PixelHub listening: {listening} (FHIR base {base_url})", flush=True)
     print(f"ports written to {ports_file}", flush=True)
     config = uvicorn.Config(
         hub.app,

@@ -72,10 +72,11 @@ def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
 
 
 def validate_resource(resource: dict[str, Any], resource_type: str) -> None:
-    """Raise ``InvalidResource`` listing every structural problem, each with its location."""
-    check_depth(resource)
+    """Raise ``InvalidResource`` listing every structural problem, each with its location.
+
+    The caller has already refused over-deep JSON (``check_depth``)."""
     try:
-        model = _model(resource_type).model_validate(resource)
+        _model(resource_type).model_validate(resource)
     except ValidationError as exc:
         issues = []
         for err in exc.errors():
@@ -87,45 +88,56 @@ def validate_resource(resource: dict[str, Any], resource_type: str) -> None:
         raise InvalidResource(issues[0].diagnostics, issues) from None
     except (ValueError, TypeError) as exc:  # raised by some model validators directly
         raise InvalidResource.at(f"{resource_type}: {exc}", resource_type) from None
-    issues = list(_code_issues(model, resource_type))
+    issues = list(_code_issues(resource, _model(resource_type), resource_type))
     if issues:
         raise InvalidResource(issues[0].diagnostics, issues)
 
 
+CodeSchema = dict[str, tuple[tuple[str, ...] | None, type[BaseModel] | None]]
+
+
 @functools.cache
-def _code_fields(cls: type[BaseModel]) -> tuple[tuple[str, str, tuple[str, ...] | None], ...]:
-    """Per model class: ``(attribute, JSON name, allowed codes or None)`` of the fields that can
-    hold a required-binding code or a nested element; primitive-only fields are skipped."""
-    out: list[tuple[str, str, tuple[str, ...] | None]] = []
+def _code_schema(cls: type[BaseModel]) -> CodeSchema:
+    """Per model class: JSON key -> (allowed codes of a required binding, nested element class),
+    for the keys that can hold either; primitive-only keys are absent."""
+    schema: CodeSchema = {}
     for name, field in cls.model_fields.items():
         extra = field.json_schema_extra
         allowed = extra.get("enum_values") if isinstance(extra, dict) else None
-        if isinstance(allowed, list):
-            out.append((name, field.alias or name, tuple(map(str, allowed))))
-        elif _holds_model(field.annotation):
-            out.append((name, field.alias or name, None))
-    return tuple(out)
+        child = _model_in(field.annotation)
+        if isinstance(allowed, list) or child is not None:
+            codes = tuple(map(str, allowed)) if isinstance(allowed, list) else None
+            schema[field.alias or name] = (codes, child)
+    return schema
 
 
-def _holds_model(annotation: Any) -> bool:
+def _model_in(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type):
-        return issubclass(annotation, BaseModel)
-    return any(_holds_model(arg) for arg in get_args(annotation))
+        return annotation if issubclass(annotation, BaseModel) else None
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
-def _code_issues(model: BaseModel, path: str) -> Iterator[Issue]:
+def _code_issues(node: dict[str, Any], cls: type[BaseModel], path: str) -> Iterator[Issue]:
     """Codes outside a required binding's value set (the models list them as ``enum_values``;
-    FHIR R4 terminologies.html#required)."""
-    for name, alias, allowed in _code_fields(type(model)):
-        value = getattr(model, name, None)
-        if value is None:
+    FHIR R4 terminologies.html#required). Walks the JSON, visiting only the keys present."""
+    schema = _code_schema(cls)
+    for key, value in node.items():
+        spec = schema.get(key)
+        if spec is None:
             continue
-        where = f"{path}.{alias}"
+        allowed, child = spec
         items = value if isinstance(value, list) else [value]
         for i, item in enumerate(items):
-            at = f"{where}[{i}]" if isinstance(value, list) else where
-            if isinstance(item, BaseModel):
-                yield from _code_issues(item, at)
+            at = f"{path}.{key}[{i}]" if isinstance(value, list) else f"{path}.{key}"
+            if child is not None and isinstance(item, dict):
+                if key == "contained" and isinstance(item.get("resourceType"), str):
+                    yield from _code_issues(item, _model(item["resourceType"]), at)
+                else:
+                    yield from _code_issues(item, child, at)
             elif allowed is not None and isinstance(item, str) and item not in allowed:
                 yield Issue(
                     f"{at}: {item!r} is not in the required value set ({', '.join(allowed)})",
