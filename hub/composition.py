@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
 from hub import __version__
 from hub.auth import AccessPolicy
+from hub.channels import Channel, ChannelContext, enabled_channels
 from hub.config import Settings
 from hub.engines import open_engine
 from hub.fhir.capability import capability_statement
@@ -16,8 +17,9 @@ from hub.health import HealthCheck
 from hub.http.app import create_app
 from hub.http.deps import HubState
 from hub.http.metrics import HttpMetrics
+from hub.imaging import OrderLinkingProjector
 from hub.ports import Engine
-from hub.projectors import ProjectorRunner, SearchIndexProjector
+from hub.projectors import Projector, ProjectorRunner, SearchIndexProjector
 from hub.search.registry import default_registry
 
 
@@ -26,12 +28,30 @@ class Hub:
     settings: Settings
     engine: Engine
     service: FhirService
+    policy: AccessPolicy
     runner: ProjectorRunner
     health: HealthCheck
     app: FastAPI
+    channels: list[Channel] = field(default_factory=list)
+
+    def start_channels(self) -> dict[str, int]:
+        """Start every enabled protocol channel; returns ``{port_name: bound port}``."""
+        context = ChannelContext(
+            self.settings, self.service, self.engine, self.policy, self.runner.notify
+        )
+        ports = {}
+        for factory in enabled_channels(self.settings).values():
+            channel = factory(context)
+            ports[channel.port_name] = channel.start()
+            self.channels.append(channel)
+        return ports
 
     def close(self) -> None:
+        """Drain: channels first (they finish in-flight work), then projectors, then the store."""
         self.health.draining = True
+        for channel in reversed(self.channels):
+            channel.stop(self.settings.shutdown_grace_seconds)
+        self.channels.clear()
         self.runner.stop()
         self.engine.close()
 
@@ -49,11 +69,12 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         referential_integrity=settings.referential_integrity,
     )
     service = FhirService(engine, policy, options, registry)
-    projectors = (
+    projectors: list[Projector] = (
         []
         if engine.search_index.synchronous
         else [SearchIndexProjector(engine.repository, engine.search_index)]
     )
+    projectors.append(OrderLinkingProjector(service))
     runner = ProjectorRunner(engine.change_feed, projectors)
     health = HealthCheck(engine, runner)
     metrics = HttpMetrics(engine, runner)
@@ -65,4 +86,4 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         health=health,
         metrics=metrics,
     )
-    return Hub(settings, engine, service, runner, health, create_app(state))
+    return Hub(settings, engine, service, policy, runner, health, create_app(state))

@@ -76,11 +76,6 @@ def serve(settings: Settings) -> int:
             "no authentication configured (PIXELHUB_AUTH_TOKENS): every protected request "
             "will be refused with 401"
         )
-    ports = {"http": http_port, **hub.start_channels()}
-    ports_file = write_ports(settings.data_dir, ports)
-    listening = " ".join(f"{name}={port}" for name, port in ports.items())
-    print(f"PixelHub listening: {listening} (FHIR base {base_url})", flush=True)
-    print(f"ports written to {ports_file}", flush=True)
     config = uvicorn.Config(
         hub.app,
         log_level=settings.log_level.lower(),
@@ -89,16 +84,24 @@ def serve(settings: Settings) -> int:
         lifespan="off",
     )
     server = uvicorn.Server(config)
-    # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal to the handler that was in place
-    # before it started: make that one a no-op so our own shutdown below still runs.
+    # A SIGTERM/SIGINT before uvicorn takes over its signals (or re-raised by uvicorn after its
+    # drain) only asks the server to exit, so the shutdown below always runs.
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, frame: None)
-    hub.runner.start()
+            signal.signal(sig, lambda signum, frame: setattr(server, "should_exit", True))
+    ports_file: Path | None = None
     try:
+        ports = {"http": http_port, **hub.start_channels()}
+        ports_file = write_ports(settings.data_dir, ports)
+        listening = " ".join(f"{name}={port}" for name, port in ports.items())
+        print(f"PixelHub listening: {listening} (FHIR base {base_url})", flush=True)
+        print(f"ports written to {ports_file}", flush=True)
+        hub.runner.start()
         server.run(sockets=[http_sock])
     finally:
         hub.close()
-        ports_file.unlink(missing_ok=True)
+        http_sock.close()
+        if ports_file is not None:
+            ports_file.unlink(missing_ok=True)
         log.info("PixelHub stopped cleanly")
     return 0

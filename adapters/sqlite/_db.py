@@ -32,6 +32,9 @@ class _Reader:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
+    def __del__(self) -> None:
+        self.conn.close()
+
 
 class Database:
     """The writer, the per-thread readers and the parameter-name dictionary of one file."""

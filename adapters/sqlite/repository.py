@@ -14,7 +14,7 @@ from adapters.sqlite._db import Database
 from adapters.sqlite._errors import sqlite_errors
 from adapters.sqlite._index import clear_index, write_index
 from adapters.sqlite._time import format_ms, instant_range, now_ms, parse_instant
-from adapters.sqlite.search import run_search
+from adapters.sqlite.search import live_count, run_search
 from hub.errors import HubError, InvalidRequest, InvalidResource, PreconditionFailed
 from hub.ports import ChangeOp, HistoryPage, StoredResource
 from hub.search.model import IndexEntry, Key, SearchQuery, SearchResult
@@ -34,6 +34,11 @@ _INSERT_VERSION = (
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_CHANGE = "INSERT INTO change (res_type, res_id, version, op) VALUES (?, ?, ?, ?)"
+_COUNT_UP = (
+    "INSERT INTO type_count (res_type, live) VALUES (?, 1)"
+    " ON CONFLICT (res_type) DO UPDATE SET live = live + 1"
+)
+_COUNT_DOWN = "UPDATE type_count SET live = live - 1 WHERE res_type = ?"
 
 
 def _stored(resource_type: str, id: str, row: sqlite3.Row | tuple[object, ...]) -> StoredResource:
@@ -143,6 +148,8 @@ class SqliteTransaction:
             conn.execute(_INSERT_VERSION, (pk, resource_type, version, stamp, ms, method, data))
             write_index(self._db, conn, pk, resource_type, index)
             conn.execute(_INSERT_CHANGE, (resource_type, id, version, method))
+            if method == "create":
+                conn.execute(_COUNT_UP, (resource_type,))
         return StoredResource(resource_type, id, version, stamp, data, method)
 
     def delete(
@@ -167,6 +174,7 @@ class SqliteTransaction:
             conn.execute(_INSERT_VERSION, (pk, resource_type, version, stamp, ms, "delete", None))
             clear_index(conn, pk)
             conn.execute(_INSERT_CHANGE, (resource_type, id, version, "delete"))
+            conn.execute(_COUNT_DOWN, (resource_type,))
         return StoredResource(resource_type, id, version, stamp, None, "delete")
 
     def search(self, query: SearchQuery) -> SearchResult:
@@ -265,13 +273,6 @@ class SqliteRepository:
         return HistoryPage(entries=entries, total=int(total))
 
     def count(self, resource_type: str | None = None) -> int:
+        """Live resources, from the per-type counters (no scan)."""
         with sqlite_errors():
-            conn = self._db.reader()
-            if resource_type is None:
-                row = conn.execute("SELECT count(*) FROM resource WHERE deleted = 0").fetchone()
-            else:
-                row = conn.execute(
-                    "SELECT count(*) FROM resource WHERE res_type = ? AND deleted = 0",
-                    (resource_type,),
-                ).fetchone()
-        return int(row[0])
+            return live_count(self._db.reader(), resource_type)

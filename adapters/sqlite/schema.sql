@@ -4,6 +4,8 @@
 -- version        every version (FHIR R4 http.html#history), tombstones with data NULL.
 -- change         the change feed; seq strictly increases in commit order (one writer at a time).
 -- cursor         each projector's last processed seq.
+-- type_count     live (non-deleted) resources per type, kept by put/delete in the same
+--                transaction, so counts and unfiltered totals need no scan.
 -- param          (resource type, search parameter) -> small integer, so index rows stay narrow.
 -- idx_*          search index entries (hub.search.model), one table per entry type, clustered by
 --                resource (WITHOUT ROWID, primary key (res_pk, pid, ord)) for cheap replace/delete
@@ -21,6 +23,11 @@ CREATE TABLE resource (
 );
 CREATE INDEX resource_live ON resource (res_type) WHERE deleted = 0;
 CREATE INDEX resource_live_updated ON resource (res_type, last_updated_ms) WHERE deleted = 0;
+
+CREATE TABLE type_count (
+    res_type TEXT    PRIMARY KEY,
+    live     INTEGER NOT NULL
+) WITHOUT ROWID;
 
 CREATE TABLE version (
     vid             INTEGER PRIMARY KEY,

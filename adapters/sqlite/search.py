@@ -2,10 +2,11 @@
 
 Each criterion compiles to two equivalent forms: a *predicate* on a resource row (a correlated
 ``EXISTS`` probing the index by the resource's primary key) and a *set* (``SELECT res_pk`` from a
-covering index). The criterion whose set is smallest (each set's size is probed with a bounded
-``LIMIT``) drives the query through ``pk IN (set)``; every other criterion is checked per candidate
-with its predicate. So ``ImagingStudy?patient=Patient/123&modality=CT&started=ge2020-01-01`` walks
-the patient's few studies rather than every CT. In correlated predicates and sort keys, value
+covering index). The criterion whose set is smallest (sizes probed with a bounded ``LIMIT``,
+raised once to break a tie) drives the query through ``pk IN (set)``; every other criterion is
+checked per candidate with its predicate. So
+``ImagingStudy?patient=Patient/123&modality=CT&started=ge2020-01-01`` walks the patient's few
+studies rather than every CT. In correlated predicates and sort keys, value
 columns are written ``+x.col`` so the planner seeks the index table by its primary key
 ``(res_pk, pid)`` instead of scanning a value index. Values are only ever bound as parameters.
 
@@ -75,7 +76,7 @@ from hub.search.model import (
     UriValue,
 )
 
-PROBE_LIMIT = 1000
+PROBE_LIMITS = (1000, 20000)  # a tie at the first limit is probed again at the next
 INCLUDE_ROUNDS = 5
 _TOP = "\U0010ffff"  # above every other character: ``p <= x < p + _TOP`` is "x starts with p"
 _TABLE: dict[str, str] = {
@@ -546,9 +547,35 @@ class _Compiler:
         )
 
 
-def _probe(conn: sqlite3.Connection, s: _Set) -> int:
-    row = conn.execute(f"SELECT count(*) FROM ({s.sql} LIMIT {PROBE_LIMIT + 1})", s.params)
+def live_count(conn: sqlite3.Connection, resource_type: str | None) -> int:
+    """Live resources of ``resource_type`` (all types if ``None``), from ``type_count``."""
+    if resource_type is None:
+        row = conn.execute("SELECT coalesce(sum(live), 0) FROM type_count").fetchone()
+    else:
+        row = conn.execute(
+            "SELECT live FROM type_count WHERE res_type = ?", (resource_type,)
+        ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _probe(conn: sqlite3.Connection, s: _Set, limit: int) -> int:
+    row = conn.execute(f"SELECT count(*) FROM ({s.sql} LIMIT {int(limit) + 1})", s.params)
     return int(row.fetchone()[0])
+
+
+def _choose_driver(
+    conn: sqlite3.Connection, candidates: list[tuple[AnyCriterion, _Set]]
+) -> tuple[AnyCriterion, _Set] | None:
+    """The candidate with the fewest index entries, each counted only up to a limit."""
+    for limit in PROBE_LIMITS:
+        if len(candidates) <= 1:
+            break
+        sizes = [_probe(conn, s, limit) for _, s in candidates]
+        smallest = min(sizes)
+        candidates = [c for c, n in zip(candidates, sizes, strict=True) if n == smallest]
+        if smallest <= limit:
+            break
+    return candidates[0] if candidates else None
 
 
 def run_search(db: Database, conn: sqlite3.Connection, query: SearchQuery) -> SearchResult:
@@ -557,11 +584,7 @@ def run_search(db: Database, conn: sqlite3.Connection, query: SearchQuery) -> Se
     rtype = query.resource_type
     sets = [(crit, comp.pk_set(crit, rtype)) for crit in query.criteria]
     drivable = [(c, s) for c, s in sets if s.indexed]
-    driver: tuple[AnyCriterion, _Set] | None = None
-    if len(drivable) == 1:
-        driver = drivable[0]
-    elif drivable:
-        driver = min(drivable, key=lambda cs: _probe(conn, cs[1]))
+    driver = _choose_driver(conn, drivable)
 
     where: list[str] = []
     params: Params = []
@@ -603,6 +626,8 @@ def run_search(db: Database, conn: sqlite3.Connection, query: SearchQuery) -> Se
     if query.total != "none" or query.summary == "count":
         if matches and len(matches) < query.count:
             total = max(0, query.offset) + len(matches)
+        elif not sets:
+            total = live_count(conn, rtype)
         elif query.total == "estimate" and driver is not None and len(sets) == 1:
             # search.html#total: an estimate may be rough; the driving index range's size is an
             # upper bound (exact unless a resource has several entries matching the value).

@@ -7,13 +7,18 @@ type cannot hold (a ``Quantity`` under a date parameter, ``SampledData``, ``Mone
 ``#id`` references, malformed dates) are skipped, never raised. ``_id`` and ``_lastUpdated`` are
 indexed by the engines from the resource row.
 
-Pure and fast: plain dicts in, frozen entries out; no pydantic on this path.
+Composite parameters (search.html#composite) emit, per node of their base expression, the
+cartesian product of their components' values, each combination under a fresh ``group``.
+
+``date_range``, ``number_range`` and ``split_reference`` are public: the query parser reads search
+values with the same rules. Pure and fast: plain dicts in, frozen entries out; no pydantic here.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 import re
 import weakref
 from calendar import isleap, monthrange
@@ -48,11 +53,12 @@ __all__ = ["date_range", "extract_index_entries", "number_range", "split_referen
 
 _DATE = re.compile(
     r"(\d{4})(?:-(\d{2})(?:-(\d{2})"
-    r"(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:\d{2})?)?)?)?"
+    r"(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:\d{2})?)?)?)?",
+    re.ASCII,
 )
 _EPOCH = date(1970, 1, 1).toordinal()
 _DAY_MS = 86_400_000
-_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def date_range(text: str) -> tuple[int, int]:
@@ -108,7 +114,8 @@ def number_range(text: str) -> tuple[float, float, float]:
         raise ValueError(f"not a decimal: {text!r}")
     value = Decimal(text)
     exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int)  # finite by the pattern above
+    if not isinstance(exponent, int) or abs(exponent) > 400 or not math.isfinite(float(value)):
+        raise ValueError(f"decimal out of range: {text!r}")
     half = Decimal(5).scaleb(exponent - 1)
     return float(value), float(value - half), float(value + half)
 
@@ -143,13 +150,15 @@ def split_reference(
 # de-duplicate; entries are built once at the end.
 _Raw = tuple[Any, ...]
 _Converter = Callable[[str, Any, "str | None", list[_Raw]], None]
+# References to the same patient, endpoint or performer, and equal dates, recur across resources.
 _cached_date_range = functools.lru_cache(maxsize=4096)(date_range)
 _cached_split_reference = functools.lru_cache(maxsize=4096)(split_reference)
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=8192)
 def _entry(raw: _Raw) -> IndexEntry:
-    """Build (once: entries are immutable, common ones are shared) the entry ``raw`` describes."""
+    """The entry ``raw`` describes; entries are immutable, so recurring ones (status codes,
+    modalities, SOP classes, references to the same patient) are built once and shared."""
     entry: IndexEntry = raw[0](*raw[1:])
     return entry
 
@@ -170,6 +179,15 @@ _NAME_ADDRESS_PARTS = (
 )
 
 
+def _str(x: Any) -> str | None:
+    """``x`` if it is a string: malformed JSON degrades to missing values, never to a crash."""
+    return x if type(x) is str else None
+
+
+def _dicts(x: Any) -> list[dict[str, Any]]:
+    return [d for d in x if type(d) is dict] if type(x) is list else []
+
+
 def _token(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
     """search.html#token: Coding, CodeableConcept, Identifier, ContactPoint, code/id/string/uri,
     boolean."""
@@ -181,9 +199,13 @@ def _token(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
     elif kind is not dict:
         return
     elif t == "CodeableConcept" or "coding" in v:
-        text = v.get("text")
-        for c in v.get("coding") or ():
-            system, code, display = c.get("system"), c.get("code"), c.get("display")
+        text = _str(v.get("text"))
+        for c in _dicts(v.get("coding")):
+            system, code, display = (
+                _str(c.get("system")),
+                _str(c.get("code")),
+                _str(c.get("display")),
+            )
             if system is not None or code is not None:
                 out.append((TokenEntry, param, system, code, display or text, None, None))
             elif display is not None:
@@ -192,30 +214,31 @@ def _token(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
             out.append((TokenEntry, param, None, None, text, None, None))
     elif t == "Identifier" or "type" in v or "assigner" in v:
         _identifier(param, v, out)
-    elif t == "ContactPoint" or "rank" in v or v.get("system") in _CONTACT_SYSTEMS:
-        if type(v.get("value")) is str:  # token on ContactPoint matches its value
-            out.append((TokenEntry, param, None, v["value"], None, None, None))
+    elif t == "ContactPoint" or "rank" in v or _str(v.get("system")) in _CONTACT_SYSTEMS:
+        value = _str(v.get("value"))  # token on ContactPoint matches its value
+        if value is not None:
+            out.append((TokenEntry, param, None, value, None, None, None))
     elif "value" in v:
-        if type(v["value"]) is str:
+        if type(v["value"]) is str:  # an Identifier with a system only is indexed above
             _identifier(param, v, out)
-    elif "code" in v or "system" in v:
-        out.append(
-            (TokenEntry, param, v.get("system"), v.get("code"), v.get("display"), None, None)
-        )
-    elif "display" in v or "text" in v:  # display-only Coding, text-only CodeableConcept
-        out.append((TokenEntry, param, None, None, v.get("display") or v.get("text"), None, None))
+    else:  # Coding; or a display-only Coding or text-only CodeableConcept
+        system, code, display = _str(v.get("system")), _str(v.get("code")), _str(v.get("display"))
+        text = display or _str(v.get("text"))
+        if system is not None or code is not None or text is not None:
+            out.append((TokenEntry, param, system, code, text, None, None))
 
 
 def _identifier(param: str, v: dict[str, Any], out: list[_Raw]) -> None:
-    system, value, kind = v.get("system"), v.get("value"), v.get("type")
+    system, value, kind = _str(v.get("system")), _str(v.get("value")), v.get("type")
     if system is None and value is None:
         return
-    text = kind.get("text") if type(kind) is dict else None
-    codings = kind.get("coding") if type(kind) is dict else None
+    text = _str(kind.get("text")) if type(kind) is dict else None
+    codings = _dicts(kind.get("coding")) if type(kind) is dict else []
     if not codings:
         out.append((TokenEntry, param, system, value, text, None, None))
-    for c in codings or ():
-        out.append((TokenEntry, param, system, value, text, c.get("system"), c.get("code")))
+    for c in codings:
+        type_system, type_code = _str(c.get("system")), _str(c.get("code"))
+        out.append((TokenEntry, param, system, value, text, type_system, type_code))
 
 
 def _string(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
@@ -260,18 +283,24 @@ def _date(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
     elif t == "Period" or (t is None and ("start" in v or "end" in v)):
         _period(param, v, out)
     elif t == "Timing" or (t is None and ("event" in v or "repeat" in v)):
-        for event in v.get("event") or ():
+        events = v.get("event")
+        for event in events if type(events) is list else ():
             found = _try_range(event)
             if found is not None:
                 out.append((DateEntry, param, *found))
-        bounds = (v.get("repeat") or {}).get("boundsPeriod")
+        repeat = v.get("repeat")
+        bounds = repeat.get("boundsPeriod") if type(repeat) is dict else None
         if type(bounds) is dict:
             _period(param, bounds, out)
 
 
 def _numeric(v: Any) -> tuple[float, float, float] | None:
+    """A JSON number's value and range; its precision is what the parsed float still shows."""
     if type(v) is int or type(v) is float:
-        return number_range(repr(v))
+        try:
+            return number_range(repr(v))
+        except ValueError:  # NaN or infinity from a lenient JSON parser
+            return None
     return None
 
 
@@ -290,7 +319,7 @@ def _quantity(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
         return
     found = _numeric(v.get("value"))
     if found is not None:
-        system, code, unit = v.get("system"), v.get("code"), v.get("unit")
+        system, code, unit = _str(v.get("system")), _str(v.get("code")), _str(v.get("unit"))
         out.append((QuantityEntry, param, *found, system, code, unit))
 
 
@@ -306,7 +335,7 @@ def _reference(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
     ref, ident = v.get("reference"), v.get("identifier")
     system = value = None
     if type(ident) is dict:
-        system, value = ident.get("system"), ident.get("value")
+        system, value = _str(ident.get("system")), _str(ident.get("value"))
     parts = _cached_split_reference(ref) if type(ref) is str else None
     if parts is not None:
         out.append((ReferenceEntry, param, *parts, system, value))
@@ -343,25 +372,28 @@ _COMPONENT_FIXES: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {
 }
 
 
+_Plain = tuple[str, Callable[[list[Item]], list[Item]], _Converter]
+
+
 @dataclass(frozen=True, slots=True)
-class _Compiled:
+class _Composite:
     code: str
     expression: Expression
-    convert: _Converter | None  # None for a composite
-    components: tuple[tuple[_Converter, Expression], ...] = ()
+    components: tuple[tuple[_Converter, Expression], ...]
 
 
-_CACHE: weakref.WeakKeyDictionary[SearchParameterRegistry, dict[str, tuple[_Compiled, ...]]] = (
+_Plan = tuple[tuple[_Plain, ...], tuple[_Composite, ...]]
+_PLANS: weakref.WeakKeyDictionary[SearchParameterRegistry, dict[str, _Plan]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _compile(d: SearchParameterDef, resource_type: str) -> _Compiled | None:
+def _compile(d: SearchParameterDef, resource_type: str) -> _Plain | _Composite | None:
     try:
         expression = compile_expression(d.expression, resource_type)
         if d.type != "composite":
             convert = _CONVERTERS.get(d.type)
-            return None if convert is None else _Compiled(d.code, expression, convert)
+            return None if convert is None else (d.code, expression.run, convert)
         sources = tuple(c.expression for c in d.components)
         sources = _COMPONENT_FIXES.get((d.url, sources), sources)
         components = []
@@ -370,24 +402,29 @@ def _compile(d: SearchParameterDef, resource_type: str) -> _Compiled | None:
             if convert is None:
                 return None
             components.append((convert, compile_expression(source)))
-        return _Compiled(d.code, expression, None, tuple(components))
+        return _Composite(d.code, expression, tuple(components))
     except ValueError as exc:
         raise ValueError(f"SearchParameter {d.url} ({d.code}) cannot be indexed: {exc}") from exc
 
 
-def _compiled_for(registry: SearchParameterRegistry, resource_type: str) -> tuple[_Compiled, ...]:
-    by_type = _CACHE.get(registry)
+def _plan(registry: SearchParameterRegistry, resource_type: str) -> _Plan:
+    """The type's parameters, compiled once per registry and type."""
+    by_type = _PLANS.get(registry)
     if by_type is None:
-        by_type = _CACHE.setdefault(registry, {})
-    found = by_type.get(resource_type)
-    if found is None:
+        by_type = _PLANS.setdefault(registry, {})
+    plan = by_type.get(resource_type)
+    if plan is None:
         defs = [d for d in registry.for_type(resource_type) if d.code not in ROW_PARAMS]
+        if not defs:
+            return (), ()  # not a served type: nothing to cache
         compiled = [_compile(d, resource_type) for d in defs]
-        found = by_type[resource_type] = tuple(c for c in compiled if c is not None)
-    return found
+        plain = tuple(c for c in compiled if isinstance(c, tuple))
+        composites = tuple(c for c in compiled if isinstance(c, _Composite))
+        plan = by_type[resource_type] = (plain, composites)
+    return plan
 
 
-def _composite(p: _Compiled, resource: dict[str, Any], out: list[IndexEntry], group: int) -> int:
+def _composite(p: _Composite, resource: dict[str, Any], out: list[IndexEntry], group: int) -> int:
     """search.html#composite: per node, the cartesian product of its components' values, each
     combination tied by a fresh ``group``. Text-only tokens are left out (no ``:text`` there)."""
     seen: set[tuple[_Raw, ...]] = set()
@@ -406,7 +443,7 @@ def _composite(p: _Compiled, resource: dict[str, Any], out: list[IndexEntry], gr
                 if combination not in seen:
                     seen.add(combination)
                     group += 1
-                    out.extend(_entry((*e, group, i)) for i, e in enumerate(combination))
+                    out.extend(e[0](*e[1:], group, i) for i, e in enumerate(combination))
     return group
 
 
@@ -416,17 +453,17 @@ def extract_index_entries(
     """Every index entry of ``resource`` for the parameters of its type (FHIR R4 search.html),
     ``_tag``/``_security``/``_profile``/``_source`` included, without duplicates, in a stable
     order. ``ValueError`` if a parameter's expression is outside the supported FHIRPath subset."""
-    params = _compiled_for(registry or default_registry(), resource.get("resourceType", ""))
+    resource_type = resource.get("resourceType")
+    if type(resource_type) is not str:
+        return []
+    plain, composites = _plan(registry or default_registry(), resource_type)
     raw: list[_Raw] = []
-    composites: list[IndexEntry] = []
-    group = 0
     context: list[Item] = [(resource, None)]
-    for p in params:
-        if p.convert is None:
-            group = _composite(p, resource, composites, group)
-            continue
-        convert, code = p.convert, p.code
-        for v, t in p.expression.run(context):
+    for code, run, convert in plain:
+        for v, t in run(context):
             convert(code, v, t, raw)
     entries: list[IndexEntry] = [_entry(e) for e in dict.fromkeys(raw)]
-    return entries + composites if composites else entries
+    group = 0
+    for p in composites:
+        group = _composite(p, resource, entries, group)
+    return entries

@@ -216,10 +216,6 @@ def _resolve(items: list[Item]) -> list[Item]:
     return out
 
 
-def _where(criteria: _Fn) -> _Fn:
-    return lambda items: [it for it in items if _to_bool(criteria([it])) is True]
-
-
 def _exists(criteria: _Fn | None) -> _Fn:
     if criteria is None:
         return lambda items: [(bool(items), "boolean")]
@@ -242,8 +238,8 @@ def _extension(url: str) -> _Fn:
 
 
 _FUNCTIONS: dict[str, tuple[int, int, Callable[[list[_Fn]], _Fn]]] = {
-    "where": (1, 1, lambda args: _where(args[0])),
-    "exists": (0, 1, lambda args: _exists(args[0] if args else None)),
+    "where": (1, 1, lambda a: lambda items: [it for it in items if _to_bool(a[0]([it])) is True]),
+    "exists": (0, 1, lambda a: _exists(a[0] if a else None)),
     "empty": (0, 0, lambda _: lambda items: [(not items, "boolean")]),
     "not": (0, 0, lambda _: _not),
     "first": (0, 0, lambda _: lambda items: items[:1]),
@@ -326,18 +322,13 @@ class _Parser:
             raise self.error(f"unsupported {self.tokens[self.i][1]!r}")
         return fn
 
-    def logic(self) -> _Fn:
-        left = self.conjunction()
-        while self.peek("name", "or"):
+    def logic(self, keyword: str = "or") -> _Fn:
+        """``or`` binds loosest, then ``and`` (fhirpath.html#operator-precedence)."""
+        left = self.logic("and") if keyword == "or" else self.equality()
+        while self.peek("name", keyword):
             self.take()
-            left = _logic(left, self.conjunction(), is_and=False)
-        return left
-
-    def conjunction(self) -> _Fn:
-        left = self.equality()
-        while self.peek("name", "and"):
-            self.take()
-            left = _logic(left, self.equality(), is_and=True)
+            right = self.logic("and") if keyword == "or" else self.equality()
+            left = _logic(left, right, is_and=keyword == "and")
         return left
 
     def equality(self) -> _Fn:

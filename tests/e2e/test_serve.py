@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
+
+from hub.channels import available_channels
 
 TOKEN = "serve-test-token"
 
@@ -28,6 +31,10 @@ def running_hub(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[
             "hub",
             "serve",
             "--http-port",
+            "0",
+            "--dicom-port",
+            "0",
+            "--mllp-port",
             "0",
             "--data-dir",
             str(data_dir),
@@ -63,15 +70,33 @@ def running_hub(data_dir: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[
 def test_port_zero_and_ports_json(tmp_path: Path) -> None:
     with running_hub(tmp_path) as (proc, url):
         ports = json.loads((tmp_path / "ports.json").read_text())
-        assert set(ports) == {"http"} and ports["http"] > 0
+        assert "http" in ports and len(ports) == 1 + len(available_channels())
+        assert all(p > 0 for p in ports.values()) and len(set(ports.values())) == len(ports)
         assert httpx.get(f"{url}/fhir/metadata").json()["resourceType"] == "CapabilityStatement"
         assert httpx.get(f"{url}/fhir/Patient").status_code == 401
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         out = proc.stdout.read() if proc.stdout else ""
-        assert f"http={ports['http']}" in out
+        for name, port in ports.items():
+            assert f"{name}={port}" in out
         assert "PixelHub stopped cleanly" in out
     assert not (tmp_path / "ports.json").exists()
+
+
+def test_channels_can_be_switched_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIXELHUB_CHANNELS", "http")
+    with running_hub(tmp_path) as (proc, _url):
+        assert set(json.loads((tmp_path / "ports.json").read_text())) == {"http"}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    monkeypatch.setenv("PIXELHUB_CHANNELS", "http,carrier-pigeon")
+    bad = subprocess.run(
+        [sys.executable, "-m", "hub", "serve", "--http-port", "0", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0 and "carrier-pigeon" in bad.stdout + bad.stderr
 
 
 def test_sigterm_during_writes_loses_nothing_acknowledged(tmp_path: Path) -> None:

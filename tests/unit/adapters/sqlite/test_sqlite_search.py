@@ -67,17 +67,23 @@ class Spy:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.plans: list[tuple[str, list[str]]] = []
+        self.params: list[list[object]] = []
 
     def execute(self, sql: str, params: object = ()) -> sqlite3.Cursor:
         plan = [row[3] for row in self.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]  # type: ignore[arg-type]
         self.plans.append((sql, plan))
+        self.params.append(list(params))  # type: ignore[call-overload]
         return self.conn.execute(sql, params)  # type: ignore[arg-type]
 
 
 def traced(engine: SqliteEngine, query: SearchQuery) -> list[tuple[str, list[str]]]:
+    return spied(engine, query).plans
+
+
+def spied(engine: SqliteEngine, query: SearchQuery) -> Spy:
     spy = Spy(engine._db.reader())
     run_search(engine._db, spy, query)  # type: ignore[arg-type]
-    return spy.plans
+    return spy
 
 
 def test_the_most_selective_criterion_drives_the_query(engine: SqliteEngine) -> None:
@@ -184,4 +190,29 @@ def test_include_rounds_are_bounded(tmp_path: Path) -> None:
     found = eng.search_index.search(SearchQuery("Patient", query.criteria, includes=(inc,)))
     # the first round plus five iterations
     assert [i for _, i in found.included] == ["n1", "n2", "n3", "n4", "n5", "n6"]
+    eng.close()
+
+
+def test_a_tie_at_the_first_probe_limit_is_broken_by_a_larger_probe(tmp_path: Path) -> None:
+    eng = SqliteEngine("sqlite://", data_dir=str(tmp_path))
+    with eng.repository.transaction() as tx:
+        for i in range(3000):
+            entries = [TokenEntry("status", None, "available")]
+            if i % 2:
+                entries.append(TokenEntry("modality", None, "CT"))
+            tx.put("ImagingStudy", f"s{i}", {}, entries)
+    query = SearchQuery(
+        "ImagingStudy",
+        (
+            Criterion(ParamRef("status", "token"), (TokenValue(code="available"),)),
+            Criterion(ParamRef("modality", "token"), (TokenValue(code="CT"),)),
+        ),
+    )
+    spy = spied(eng, query)
+    probes = [sql for sql, _ in spy.plans if "LIMIT 20001" in sql]
+    assert len(probes) == 2, "both saturated the first probe"
+    main = next(i for i, (sql, _) in enumerate(spy.plans) if sql.startswith("SELECT r.pk"))
+    modality = eng._db.pids(eng._db.reader(), "ImagingStudy", "modality")
+    assert spy.params[main][:2] == [*modality, "CT"], "the smaller set drives"
+    assert eng.search_index.search(query).total == 1500
     eng.close()

@@ -49,7 +49,7 @@ PATIENT: dict[str, Any] = {
         "versionId": "1",
         "lastUpdated": "2024-03-01T09:00:00Z",
         "source": "http://ris.example.org/fhir",
-        "profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"],
+        "profile": ["http://hl7.org/fhir/StructureDefinition/Patient"],
         "security": [
             {
                 "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
@@ -501,6 +501,7 @@ def test_date_range_by_precision(text: str, low: str, high: str) -> None:
         "2024-03-05T10:00:00ZZ",
         "ge2024",
         "10:00:00",
+        "\uff12\uff10\uff12\uff14-03-05",  # fullwidth digits
     ],
 )
 def test_date_range_rejects_what_is_not_a_fhir_date(text: str) -> None:
@@ -526,7 +527,24 @@ def test_number_range_by_significant_figures(
     assert number_range(text) == (pytest.approx(value), pytest.approx(low), pytest.approx(high))
 
 
-@pytest.mark.parametrize("text", ["", "1,5", "abc", "1.", ".5", "NaN", "Infinity", "--1", "0x10"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "1,5",
+        "abc",
+        "1.",
+        ".5",
+        "NaN",
+        "Infinity",
+        "--1",
+        "0x10",
+        "+1",
+        "\uff11",
+        "1e400",
+        "1e-999999999",
+    ],
+)
 def test_number_range_rejects_non_decimals(text: str) -> None:
     with pytest.raises(ValueError):
         number_range(text)
@@ -877,6 +895,22 @@ def test_number_via_a_custom_parameter() -> None:
     assert (second.value, second.low, second.high) == (80.5, 80.45, pytest.approx(80.55))
 
 
+def test_non_finite_numbers_are_skipped() -> None:
+    study = {"resourceType": "ImagingStudy", "id": "s", "numberOfSeries": float("inf")}
+    registry = SearchParameterRegistry(
+        [
+            SearchParameterDef(
+                url="http://pixelhub.example/SearchParameter/ImagingStudy-series-count",
+                base="ImagingStudy",
+                code="series-count",
+                type="number",
+                expression="ImagingStudy.numberOfSeries",
+            )
+        ]
+    )
+    assert extract_index_entries(study, registry) == []
+
+
 def test_unsupported_expression_in_a_custom_registry_fails_loudly() -> None:
     registry = SearchParameterRegistry(
         [
@@ -985,7 +1019,7 @@ def test_uri_values() -> None:
 def test_meta_parameters() -> None:
     found = [e for e in extract_index_entries(PATIENT) if e.param.startswith("_")]
     assert found == [
-        UriEntry("_profile", "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"),
+        UriEntry("_profile", "http://hl7.org/fhir/StructureDefinition/Patient"),
         TokenEntry(
             "_security",
             "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
@@ -1142,6 +1176,37 @@ def test_extraction_does_not_modify_the_resource() -> None:
     assert before == IMAGING_STUDY
 
 
+def _paths(node: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _paths(value, (*prefix, i))
+    return found
+
+
+@pytest.mark.parametrize("resource", SAMPLES, ids=lambda r: f"{r['resourceType']}/{r['id']}")
+def test_malformed_shapes_degrade_without_raising(resource: dict[str, Any]) -> None:
+    """Stored data that skipped validation must not stop the indexer: every element in turn is
+    replaced by values of the wrong shape."""
+    for path in _paths(resource):
+        if path == ("resourceType",):
+            continue
+        for junk in (1, 1.5, "x", True, None, [], {}, [1, "x", None, {}, []], {"a": {}}):
+            broken = copy.deepcopy(resource)
+            node = broken
+            for step in path[:-1]:
+                node = node[step]
+            node[path[-1]] = junk
+            for entry in extract_index_entries(broken):
+                for field in dataclasses.fields(entry):
+                    value = getattr(entry, field.name)
+                    assert value is None or isinstance(value, str | int | float), (path, entry)
+
+
 def test_unknown_or_unserved_type_has_no_entries() -> None:
     assert extract_index_entries({"resourceType": "Basic", "id": "b"}) == []
     assert extract_index_entries({"id": "no-type"}) == []
+    assert extract_index_entries({"resourceType": ["Patient"], "id": "bad-type"}) == []

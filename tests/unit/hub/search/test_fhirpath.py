@@ -212,6 +212,9 @@ def test_boolean_operators_and_functions() -> None:
     assert evaluate("Patient.photo.exists() and Patient.gender = 'x'", PATIENT) == [
         (False, "boolean")
     ]
+    # ``and`` binds tighter than ``or``
+    expression = "Patient.name.exists() or Patient.photo.exists() and Patient.gender.exists()"
+    assert evaluate(expression, PATIENT) == [(True, "boolean")]
     assert evaluate("Patient.name.given.first()", PATIENT) == [("Anna", None)]
     assert evaluate("Patient.id = 'pat-1'", PATIENT) == [(True, "boolean")]
     assert evaluate("Patient.id != 'pat-1'", PATIENT) == [(False, "boolean")]
