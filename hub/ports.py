@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import BinaryIO, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 from hub.search.model import IndexEntry, Key, SearchQuery, SearchResult
 
@@ -169,8 +169,106 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class DicomInstanceRecord:
+    """One stored DICOM instance (a Composite SOP Instance, DICOM PS3.4 B.2): where its bytes
+    are and the header summary the FHIR mappings need (``InstanceSummary.to_json_dict()``).
+
+    ``version`` starts at 1 and grows each time different bytes replace the instance;
+    ``received`` is an ISO-8601 instant (set by the store); ``source`` names the sender
+    (calling AE title and address, or the imported file).
+    """
+
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    blob_key: str
+    sha256: str
+    size: int
+    summary: dict[str, Any]
+    source: str = ""
+    version: int = 1
+    received: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """What ``DicomInstanceStore.store`` did: ``stored`` is False when identical bytes were
+    already there (a no-op, no change recorded); ``replaced`` is True when different bytes
+    replaced ``previous`` (the caller's study gets a ``Provenance``)."""
+
+    record: DicomInstanceRecord
+    stored: bool
+    replaced: bool = False
+    previous: DicomInstanceRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Replacement:
+    """One instance whose bytes were replaced since its study was last aggregated."""
+
+    sop_instance_uid: str
+    old_version: int
+    new_version: int
+    old_sha256: str
+    new_sha256: str
+    source: str
+    received: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingStudy:
+    """A study with instances stored since its last aggregation.
+
+    ``generation`` grows with every stored instance; ``quiet_since`` is the epoch time (seconds)
+    of the last one; ``flush_requested`` is set when a sender finished (association released,
+    import done), so the aggregator need not wait for the quiet period.
+    """
+
+    study_instance_uid: str
+    generation: int
+    quiet_since: float
+    flush_requested: bool
+    replacements: tuple[Replacement, ...] = ()
+
+
+class DicomInstanceStore(Protocol):
+    """The index of stored DICOM instances (their bytes live in a ``BlobStore``).
+
+    ``store`` writes the instance's row and appends a change-feed record (``resource_type``
+    ``"DicomInstance"``, ``id`` the SOP Instance UID) in one database transaction, and marks
+    the study pending for aggregation; the storage SCP answers C-STORE success only after it
+    returns (DICOM PS3.4 B.2.3).
+    """
+
+    def store(self, record: DicomInstanceRecord) -> StoreResult:
+        """Insert, or replace when the bytes differ (version + 1); identical bytes: no-op."""
+
+    def get(self, sop_instance_uid: str) -> DicomInstanceRecord | None: ...
+
+    def instances_of_study(self, study_instance_uid: str) -> list[DicomInstanceRecord]: ...
+
+    def count(self) -> int: ...
+
+    def request_flush(self, study_instance_uids: Sequence[str]) -> None:
+        """Ask for these studies to be aggregated without waiting for the quiet period."""
+
+    def pending_studies(self, limit: int = 1000) -> list[PendingStudy]: ...
+
+    def mark_aggregated(self, study_instance_uid: str, generation: int) -> bool:
+        """Clear the study's pending state if no instance arrived since ``generation`` was
+        read (False otherwise: it stays pending)."""
+
+
 class Engine(Protocol):
-    """One storage engine: its repository, search index and change feed share one database."""
+    """One storage engine: its repository, search index and change feed share one database.
+
+    An engine that can index DICOM instances also has a ``dicom_store`` attribute (a
+    ``DicomInstanceStore``); the DICOM channel and the study aggregator look for it with
+    ``getattr``, so engines without one stay valid ``Engine``s.
+    """
 
     name: str
     repository: Repository

@@ -315,7 +315,7 @@ class Hl7Ingest:
                 self.service.create(principal, "Provenance", provenance, uow=uow)
             return Outcome(False, targets)
 
-        outcome = self.service.run(work)
+        outcome = self.service.run(work, validate=False)
         if not outcome.duplicate:
             self.notify_change()
         return outcome

@@ -140,23 +140,8 @@ class Database:
         self._check_open()
         conn = self._writer
         if self.holds_write():
-            name = f"sp{self._depth}"
-            self._depth += 1
-            try:
-                with sqlite_errors():
-                    conn.execute(f"SAVEPOINT {name}")
-                try:
-                    yield conn
-                except BaseException:
-                    with sqlite_errors():
-                        conn.execute(f"ROLLBACK TO {name}")
-                        conn.execute(f"RELEASE {name}")
-                    self._pending_pids.clear()
-                    raise
-                with sqlite_errors():
-                    conn.execute(f"RELEASE {name}")
-            finally:
-                self._depth -= 1
+            with self.savepoint():
+                yield conn
             return
         if not self._lock.acquire(timeout=self._busy_ms / 1000):
             raise OutOfResources(
@@ -182,6 +167,30 @@ class Database:
         finally:
             self._owner = None
             self._lock.release()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside the current write: a part that is undone alone if it raises."""
+        conn = self._writer
+        name = f"sp{self._depth}"
+        self._depth += 1
+        try:
+            with sqlite_errors():
+                conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                # Parameter names created in the undone part are gone from the table too.
+                self._pending_pids.clear()
+                if conn.in_transaction:
+                    with sqlite_errors():
+                        conn.execute(f"ROLLBACK TO {name}")
+                        conn.execute(f"RELEASE {name}")
+                raise
+            with sqlite_errors():
+                conn.execute(f"RELEASE {name}")
+        finally:
+            self._depth -= 1
 
     # ---------------------------------------------------------------------------------------
     def pids(self, conn: sqlite3.Connection, resource_type: str | None, name: str) -> list[int]:

@@ -119,7 +119,7 @@ class SqliteTransaction:
     ) -> StoredResource:
         """Create or update (R4 http.html#update); version = current + 1, 1 on create."""
         conn = self._conn
-        with sqlite_errors():
+        with self._db.savepoint(), sqlite_errors():  # a failed put leaves nothing behind
             row = conn.execute(_CURRENT, (resource_type, id)).fetchone()
             current = None if row is None else int(row[1])
             if expected_version is not None and expected_version != current:
@@ -157,7 +157,7 @@ class SqliteTransaction:
     ) -> StoredResource | None:
         """Write a tombstone and drop the index rows (R4 http.html#delete)."""
         conn = self._conn
-        with sqlite_errors():
+        with self._db.savepoint(), sqlite_errors():
             row = conn.execute(_CURRENT, (resource_type, id)).fetchone()
             if row is None or row[2]:
                 return None

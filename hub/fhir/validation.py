@@ -105,6 +105,9 @@ def _code_schema(cls: type[BaseModel]) -> CodeSchema:
         extra = field.json_schema_extra
         allowed = extra.get("enum_values") if isinstance(extra, dict) else None
         child = _model_in(field.annotation)
+        # A list ending in "+" is abbreviated (the value set has more codes): not checkable here.
+        if isinstance(allowed, list) and "+" in allowed:
+            allowed = None
         if isinstance(allowed, list) or child is not None:
             codes = tuple(map(str, allowed)) if isinstance(allowed, list) else None
             schema[field.alias or name] = (codes, child)

@@ -132,7 +132,7 @@ class OrderLinkingProjector:
         for (rtype, rid), change in latest.items():
             if change.op == "delete":
                 continue
-            self.service.run(functools.partial(self._link_in, rtype, rid))
+            self.service.run(functools.partial(self._link_in, rtype, rid), validate=False)
 
     def _link_in(self, resource_type: str, rid: str, uow: UnitOfWork) -> int:
         return self.link(uow, resource_type, rid)

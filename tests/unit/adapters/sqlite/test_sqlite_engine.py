@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -179,6 +180,22 @@ def test_nested_transaction_is_a_savepoint(engine: SqliteEngine) -> None:
     assert repo.read("Patient", "gone") is None
     assert {i for _, i in engine.search_index.search(gender_query("k")).matches} == {"kept", "also"}
     assert [c.id for c in engine.change_feed.read_since(0)] == ["kept", "also"]
+
+
+def test_a_failed_put_leaves_nothing_even_if_the_caller_carries_on(engine: SqliteEngine) -> None:
+    fresh = ParamRef("fresh", "token")
+    with engine.repository.transaction() as tx:
+        tx.put("Patient", "a", {"resourceType": "Patient"}, [])
+        odd = SimpleNamespace(param="odd")  # not an index entry: fails after rows are written
+        bogus = [TokenEntry("fresh", None, "x"), odd]
+        with pytest.raises(TypeError):
+            tx.put("Patient", "b", {"resourceType": "Patient"}, bogus)  # type: ignore[list-item]
+        tx.put("Patient", "c", {"resourceType": "Patient"}, [TokenEntry("fresh", None, "x")])
+    repo = engine.repository
+    assert repo.read("Patient", "b") is None and repo.count("Patient") == 2
+    assert [c.id for c in engine.change_feed.read_since(0)] == ["a", "c"]
+    query = SearchQuery("Patient", (Criterion(fresh, (TokenValue(code="x"),)),))
+    assert engine.search_index.search(query).matches == [("Patient", "c")]
 
 
 def test_a_transaction_cannot_be_used_after_its_block(engine: SqliteEngine) -> None:

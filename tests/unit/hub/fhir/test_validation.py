@@ -27,6 +27,16 @@ def test_errors_carry_locations(resource: dict[str, object], location: str) -> N
     assert location in {e for i in exc.value.issues for e in i.expression}
 
 
+def test_codes_beyond_an_abbreviated_value_set_list_are_accepted() -> None:
+    """fhir.resources lists DiagnosticReport.status as [..., 'final', '+']: 'corrected' is valid."""
+    report = {
+        "resourceType": "DiagnosticReport",
+        "status": "corrected",
+        "code": {"text": "CT chest"},
+    }
+    validate_resource(report, "DiagnosticReport")
+
+
 def test_depth_limit() -> None:
     node: object = 1
     for _ in range(100):

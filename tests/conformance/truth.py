@@ -1,0 +1,596 @@
+"""Test data for the CapabilityStatement truth test (tests/conformance/test_capability_truth.py).
+
+For one search parameter that ``/fhir/metadata`` advertises, :class:`Generator` builds a resource
+that must match, one that must not, and the search value that tells them apart. Nothing here is
+written per parameter: the values come from the parameter's FHIRPath expression (its first
+branch the models can follow) and from the FHIR type of the element at that path, which the
+``fhir.resources.R4B`` pydantic models tell (field aliases, ``Optional``/``List`` annotations,
+``abc.<Type>Type`` classes, ``Annotated[..., DateTime()]`` primitives, choice elements such as
+``valueQuantity`` marked ``one_of_many``). Minimal valid base resources are built the same way:
+every required element filled, references pointing at resources the caller creates first.
+
+The two resources differ only at the parameter's path, so the search has to look at that very
+element: a parameter that is ignored finds both, one that indexes the wrong element finds none.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from hub.search.registry import SERVED_TYPES, SearchParameterDef
+
+SYSTEM = "urn:pixelhub:truth"
+UCUM = "http://unitsofmeasure.org"
+EXTERNAL_BASE = "http://fhir.partner.example.org/r4"
+ROLES = ("base", "match", "other")
+
+# Preference among an element's possible FHIR types (choice elements), per parameter type.
+_PREFERRED: dict[str, tuple[str, ...]] = {
+    "token": (
+        "CodeableConcept",
+        "Coding",
+        "Identifier",
+        "ContactPoint",
+        "boolean",
+        "code",
+        "id",
+        "string",
+        "uri",
+    ),
+    "string": ("string", "markdown", "HumanName", "Address"),
+    "date": ("dateTime", "date", "instant", "Period", "Timing"),
+    "quantity": ("Quantity", "Age", "Duration", "Distance", "Count", "SimpleQuantity"),
+    "reference": ("Reference", "canonical", "uri"),
+    "uri": ("uri", "url", "canonical", "oid", "uuid"),
+}
+_QUANTITIES = frozenset(_PREFERRED["quantity"])
+_DATES = {  # role -> (date, dateTime, period start, period end)
+    "base": ("2001-01-01", "2001-01-01T08:00:00Z", "2001-01-01T08:00:00Z", "2001-01-01T09:00:00Z"),
+    "match": (
+        "2021-03-04",
+        "2021-03-04T10:11:12Z",
+        "2021-03-04T10:00:00Z",
+        "2021-03-04T11:00:00Z",
+    ),
+    "other": (
+        "2019-11-12",
+        "2019-11-12T10:11:12Z",
+        "2019-11-12T10:00:00Z",
+        "2019-11-12T11:00:00Z",
+    ),
+}
+_NUMBERS = {"base": 1.0, "match": 5.4, "other": 7.5}
+_TEXT_ONLY = re.compile(r"[^A-Za-z0-9]")
+
+Targets = Callable[[str, str], str]
+"""``targets(resource_type, role)`` -> a reference string (``Patient/123``) to an existing
+resource of a served type; the caller creates it on first use. ``role`` is ``base``, ``match`` or
+``other``: the three are different resources."""
+
+
+# --------------------------------------------------------------------------- the model side
+
+
+@dataclass(frozen=True)
+class Element:
+    """One JSON key of a model: its FHIR type and, for complex types, the model class."""
+
+    key: str
+    fhir_type: str
+    is_list: bool
+    model: type[BaseModel] | None
+    info: FieldInfo
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        extra = self.info.json_schema_extra
+        return extra if isinstance(extra, dict) else {}
+
+    @property
+    def enum(self) -> list[str]:
+        values = self.extra.get("enum_values")
+        return [str(v) for v in values] if isinstance(values, list) else []
+
+    @property
+    def reference_types(self) -> list[str]:
+        values = self.extra.get("enum_reference_types")
+        return [str(v) for v in values] if isinstance(values, list) else []
+
+    @property
+    def required(self) -> bool:
+        return self.info.is_required() or bool(self.extra.get("element_required"))
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """The single type inside ``Optional``/``Union[X, None]``/``List``; whether it was a list."""
+    is_list = False
+    while True:
+        origin = typing.get_origin(annotation)
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if origin in (list, typing.List):  # noqa: UP006 - the models use typing.List
+            is_list, annotation = True, args[0]
+        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            if len(args) != 1:
+                return annotation, is_list
+            annotation = args[0]
+        else:
+            return annotation, is_list
+
+
+def _describe(annotation: Any) -> tuple[str, type[BaseModel] | None, bool]:
+    inner, is_list = _unwrap(annotation)
+    if typing.get_origin(inner) is typing.Annotated:
+        marker = typing.get_args(inner)[1]
+        name = type(marker).__name__
+        return name[:1].lower() + name[1:], None, is_list
+    if inner is bool:
+        return "boolean", None, is_list
+    if isinstance(inner, type) and hasattr(inner, "get_model_klass"):
+        model = inner.get_model_klass()
+        return model.__name__, model, is_list
+    if isinstance(inner, type) and issubclass(inner, BaseModel):
+        return inner.__name__, inner, is_list
+    return str(inner), None, is_list
+
+
+@functools.cache
+def elements(model: type[BaseModel]) -> dict[str, Element]:
+    """JSON key -> Element, for the FHIR elements of ``model`` (no ``_x`` extension keys)."""
+    out: dict[str, Element] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        extra = info.json_schema_extra
+        if key.startswith("_") or not (isinstance(extra, dict) and extra.get("element_property")):
+            continue
+        fhir_type, child, is_list = _describe(info.annotation)
+        out[key] = Element(key, fhir_type, is_list, child, info)
+    return out
+
+
+def model_of(resource_type: str) -> type[BaseModel]:
+    model: type[BaseModel] = get_fhir_model_class(resource_type)
+    return model
+
+
+def candidates(model: type[BaseModel], name: str, as_type: str | None) -> list[Element]:
+    """The elements a path step ``name`` (``as as_type``) can land on: the element itself, or the
+    ``name<Type>`` keys of a choice element (FHIR R4 formats.html#choice)."""
+    fields = elements(model)
+    if name in fields:
+        found = [fields[name]]
+    else:
+        found = [e for e in fields.values() if e.extra.get("one_of_many") == name]
+    if as_type is not None:
+        wanted = as_type[:1].upper() + as_type[1:]
+        found = [
+            e
+            for e in found
+            if e.key == name + wanted or (e.key == name and e.fhir_type.lower() == as_type.lower())
+        ]
+    return found
+
+
+# --------------------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Step:
+    """One element along a search parameter's path, with what the expression says about it."""
+
+    name: str
+    as_type: str | None = None  # ``as X`` / ``.as(X)`` / ``ofType(X)``
+    resolve_is: str | None = None  # ``.where(resolve() is X)``
+    fixed: tuple[tuple[str, str], ...] = ()  # ``.where(system='phone')``
+
+
+_WHERE_RESOLVE = re.compile(r"^where\(resolve\(\) is (\w+)\)$")
+_WHERE_EQUALS = re.compile(r"^where\((\w+) ?= ?'([^']*)'\)$")
+_AS_CALL = re.compile(r"^(?:as|ofType)\((?:FHIR\.)?(\w+)\)$")
+_AS_OPERATOR = re.compile(r"^\((.+) as (\w+)\)(.*)$")
+
+
+def _split_top(text: str, separator: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == separator and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    parts.append(current.strip())
+    return parts
+
+
+def parse_branch(branch: str, *, relative: bool = False) -> list[Step]:
+    """``Type.a.where(...).b`` or ``(Type.a as X).b`` -> steps; a boolean tail
+    (``.exists() and ...``) is cut off: what it tests is the path before it."""
+    branch = re.split(r"\.exists\(\)| and | or |!=", branch)[0].strip()
+    as_type: str | None = None
+    rest = ""
+    m = _AS_OPERATOR.match(branch)
+    if m:
+        branch, as_type, rest = m[1].strip(), m[2], m[3]
+    parts = _split_top(branch, ".")
+    if not relative:
+        parts = parts[1:]  # the resource type (or ``Resource``)
+    steps: list[Step] = []
+    for part in parts:
+        if (found := _WHERE_RESOLVE.match(part)) and steps:
+            steps[-1] = Step(steps[-1].name, steps[-1].as_type, found[1], steps[-1].fixed)
+        elif (found := _WHERE_EQUALS.match(part)) and steps:
+            last = steps[-1]
+            fixed = (*last.fixed, (found[1], found[2]))
+            steps[-1] = Step(last.name, last.as_type, last.resolve_is, fixed)
+        elif (found := _AS_CALL.match(part)) and steps:
+            steps[-1] = Step(steps[-1].name, found[1], steps[-1].resolve_is, steps[-1].fixed)
+        elif re.fullmatch(r"\w+", part):
+            steps.append(Step(part))
+        else:
+            raise ValueError(f"cannot follow {part!r} in {branch!r}")
+    if as_type is not None:
+        last = steps[-1]
+        steps[-1] = Step(last.name, as_type, last.resolve_is, last.fixed)
+    for name in rest.strip(".").split(".") if rest else ():
+        steps.append(Step(name))
+    return steps
+
+
+def _branches(expression: str, relative: bool = False) -> list[list[Step]]:
+    out = []
+    for branch in _split_top(expression, "|"):
+        try:
+            out.append(parse_branch(branch, relative=relative))
+        except ValueError:
+            continue
+    return out
+
+
+# --------------------------------------------------------------------------- the cases
+
+
+@dataclass
+class Case:
+    """Two resources and the search that must find exactly the first.
+
+    ``value`` is the search value; it is a callable of ``(stored match, stored other)`` for the
+    parameters whose value the server assigns (``_id``, ``_lastUpdated``).
+    """
+
+    resource_type: str
+    param: str
+    param_type: str
+    match: dict[str, Any]
+    other: dict[str, Any]
+    value: str | Callable[[Mapping[str, Any], Mapping[str, Any]], str]
+    path: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """The value to put at the end of the path, per role, and how to search for ``match``."""
+
+    values: Mapping[str, Any]  # role -> JSON value
+    search: str
+
+
+class Unsupported(Exception):
+    """No branch of the expression leads to an element this generator can fill."""
+
+
+class Generator:
+    """Builds base resources and truth cases; ``targets`` supplies existing references."""
+
+    def __init__(self, targets: Targets) -> None:
+        self.targets = targets
+        self._serial = itertools.count(1)
+
+    # ------------------------------------------------------------------ base resources
+
+    def base(self, resource_type: str) -> dict[str, Any]:
+        """A minimal valid ``resource_type``: every required element, nothing else."""
+        body = self.minimal_object(model_of(resource_type), "base")
+        return {"resourceType": resource_type, **body}
+
+    def minimal_object(self, model: type[BaseModel], role: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        choice_groups: set[str] = set()
+        for key, element in elements(model).items():
+            group = element.extra.get("one_of_many")
+            if group and element.extra.get("one_of_many_required") and group not in choice_groups:
+                choice_groups.add(group)
+                out[key] = self.minimal_value(element, role)
+            elif element.required and not group:
+                value = self.minimal_value(element, role)
+                out[key] = [value] if element.is_list else value
+        if not out:  # an element needs a value or a child (ele-1): the first simple one
+            for element in elements(model).values():
+                if element.model is None and element.fhir_type in ("string", "code", "boolean"):
+                    out[element.key] = self.minimal_value(element, role)
+                    break
+        return out
+
+    def minimal_value(self, element: Element, role: str) -> Any:
+        if element.fhir_type == "Reference":
+            return {"reference": self.reference_to(self._target_type(element, None, ()), role)}
+        if element.enum:
+            return element.enum[0]
+        return self.value_of(element.fhir_type, element.model, role, tag="base")
+
+    def value_of(
+        self, fhir_type: str, model: type[BaseModel] | None, role: str, *, tag: str
+    ) -> Any:
+        """A valid value of ``fhir_type`` that says ``tag`` wherever free text or codes go."""
+        d, dt, start, end = _DATES[role]
+        simple: dict[str, Any] = {
+            "string": tag,
+            "markdown": tag,
+            "code": tag,
+            "id": tag,
+            "uri": f"http://example.org/{tag}",
+            "url": f"http://example.org/{tag}",
+            "canonical": f"http://example.org/fhir/StructureDefinition/{tag}",
+            "oid": "urn:oid:1.2.3",
+            "uuid": "urn:uuid:6f1c7e3e-0000-4000-8000-000000000001",
+            "boolean": True,
+            "date": d,
+            "dateTime": dt,
+            "instant": dt,
+            "time": "10:11:12",
+            "integer": 1,
+            "unsignedInt": 1,
+            "positiveInt": 1,
+            "decimal": 1,
+            "base64Binary": "eA==",
+        }
+        if fhir_type in simple:
+            return simple[fhir_type]
+        if fhir_type == "Coding":
+            return {"system": SYSTEM, "code": tag}
+        if fhir_type == "CodeableConcept":
+            return {"coding": [{"system": SYSTEM, "code": tag}]}
+        if fhir_type == "Identifier":
+            return {"system": SYSTEM, "value": tag}
+        if fhir_type == "ContactPoint":
+            return {"system": "phone", "value": tag}
+        if fhir_type == "HumanName":
+            return {"family": tag}
+        if fhir_type == "Address":
+            return {"city": tag}
+        if fhir_type == "Period":
+            return {"start": start, "end": end}
+        if fhir_type == "Timing":
+            return {"event": [dt]}
+        if fhir_type == "Attachment":
+            return {"contentType": "text/plain", "url": f"http://example.org/{tag}.txt"}
+        if fhir_type in _QUANTITIES:
+            return {"value": _NUMBERS[role], "unit": "mg", "system": UCUM, "code": "mg"}
+        if model is not None:
+            return self.minimal_object(model, role)
+        raise Unsupported(f"no value for FHIR type {fhir_type}")
+
+    # ------------------------------------------------------------------ references
+
+    def _target_type(self, element: Element, resolve_is: str | None, targets: tuple[str, ...]) -> str:
+        if resolve_is:
+            return resolve_is
+        allowed = [t for t in element.reference_types if t != "Resource"]
+        if targets:
+            allowed = [t for t in targets if not allowed or t in allowed]
+        served = [t for t in allowed if t in SERVED_TYPES]
+        for preferred in ("Patient", *served):
+            if preferred in served or (not allowed and preferred == "Patient"):
+                return preferred
+        return allowed[0] if allowed else "Patient"
+
+    def reference_to(self, resource_type: str, role: str) -> str:
+        """A served type: an existing resource. Another type: an absolute URL on a partner's
+        server (PixelHub keeps and searches those, it does not resolve them)."""
+        if resource_type in SERVED_TYPES:
+            return self.targets(resource_type, role)
+        return f"{EXTERNAL_BASE}/{resource_type}/{role}{next(self._serial)}"
+
+    # ------------------------------------------------------------------ leaves
+
+    def leaf(
+        self, param_type: str, element: Element, step: Step, targets: tuple[str, ...], u: str
+    ) -> Leaf:
+        """Values for match/other (and a base) at ``element``, and the search value."""
+        t = element.fhir_type
+        tags = {role: f"{u}{role[0]}" for role in ROLES}
+        if param_type == "reference":
+            if t in ("canonical", "uri", "url"):
+                kind = next((x for x in targets if x not in ("Resource",)), "PlanDefinition")
+                urls = {r: f"{EXTERNAL_BASE}/{kind}/{tags[r]}" for r in ROLES}
+                return Leaf(urls, urls["match"])
+            if t != "Reference":
+                raise Unsupported(f"reference parameter on {t}")
+            target = self._target_type(element, step.resolve_is, targets)
+            refs = {r: self.reference_to(target, r) for r in ROLES}
+            return Leaf({r: {"reference": refs[r]} for r in ROLES}, refs["match"])
+        if param_type == "token":
+            if element.enum:
+                if len(element.enum) < 2:
+                    raise Unsupported(f"{element.key} has a single code")
+                codes = {"match": element.enum[0], "other": element.enum[1], "base": element.enum[1]}
+                return Leaf(codes, codes["match"])
+            if t == "boolean":
+                flags = {"match": True, "other": False, "base": False}
+                return Leaf(flags, "true")
+            if t in ("Coding", "CodeableConcept", "Identifier"):
+                values = {r: self.value_of(t, None, r, tag=tags[r]) for r in ROLES}
+                return Leaf(values, f"{SYSTEM}|{tags['match']}")
+            if t == "ContactPoint":
+                fixed = dict(step.fixed)
+                values = {
+                    r: {"system": fixed.get("system", "phone"), "value": tags[r]} for r in ROLES
+                }
+                return Leaf(values, tags["match"])
+            if t in ("code", "id", "string", "uri", "url"):
+                prefix = "http://example.org/" if t in ("uri", "url") else ""
+                if element.key == "contentType":
+                    prefix = "application/x-"
+                values = {r: f"{prefix}{tags[r]}" for r in ROLES}
+                return Leaf(values, values["match"])
+        if param_type == "string":
+            if t in ("string", "markdown"):
+                return Leaf(dict(tags), tags["match"])
+            if t == "HumanName":
+                return Leaf({r: {"family": tags[r], "given": [f"G{tags[r]}"]} for r in ROLES}, tags["match"])
+            if t == "Address":
+                values = {r: {"line": [f"{tags[r]} Street 1"], "city": tags[r]} for r in ROLES}
+                return Leaf(values, tags["match"])
+        if param_type == "date":
+            if t in ("date", "dateTime", "instant", "Period", "Timing"):
+                values = {r: self.value_of(t, None, r, tag="") for r in ROLES}
+                return Leaf(values, f"eq{_DATES['match'][0]}")
+        if param_type == "quantity" and t in _QUANTITIES:
+            values = {r: self.value_of(t, None, r, tag="") for r in ROLES}
+            return Leaf(values, f"{_NUMBERS['match']}|{UCUM}|mg")
+        if param_type == "uri" and t in ("uri", "url", "canonical", "oid", "uuid"):
+            values = {r: f"http://example.org/fhir/{tags[r]}" for r in ROLES}
+            return Leaf(values, values["match"])
+        raise Unsupported(f"a {param_type} parameter on a {t} element")
+
+    # ------------------------------------------------------------------ paths
+
+    def resolve_path(
+        self, model: type[BaseModel], steps: list[Step], param_type: str
+    ) -> list[Element]:
+        """The elements along ``steps``; at a choice, the type the parameter type prefers."""
+        path: list[Element] = []
+        current: type[BaseModel] | None = model
+        for i, step in enumerate(steps):
+            if current is None:
+                raise Unsupported(f"{step.name}: below a primitive")
+            found = candidates(current, step.name, step.as_type)
+            if not found:
+                raise Unsupported(f"no element {step.name} in {current.__name__}")
+            if i == len(steps) - 1:
+                ranking = _PREFERRED.get(param_type, ())
+                found.sort(key=lambda e: ranking.index(e.fhir_type) if e.fhir_type in ranking else 99)
+            path.append(found[0])
+            current = found[0].model
+        return path
+
+    def place(
+        self, resource: dict[str, Any], path: list[Element], steps: list[Step], value: Any, role: str
+    ) -> None:
+        """Set ``value`` at ``path`` inside ``resource``: existing first list items and objects are
+        reused (so required siblings stay), missing ones are created minimal and valid."""
+        node = resource
+        for element, step in zip(path[:-1], steps[:-1], strict=True):
+            child = node.get(element.key)
+            if isinstance(child, list) and child:
+                child = child[0]
+            elif not isinstance(child, dict):
+                assert element.model is not None
+                child = self.minimal_object(element.model, role)
+                node[element.key] = [child] if element.is_list else child
+            for key, fixed in step.fixed:
+                child[key] = fixed
+            node = child
+        last = path[-1]
+        node[last.key] = [value] if last.is_list else value
+        # a choice element holds one type: drop the base's other ``name<Type>`` key
+        group = last.extra.get("one_of_many")
+        if group:
+            for key in [k for k in node if k != last.key and k.startswith(group)]:
+                if elements_key_group(node, key) == group:
+                    del node[key]
+
+    # ------------------------------------------------------------------ one parameter
+
+    def case(self, resource_type: str, d: SearchParameterDef) -> Case:
+        u = f"t{next(self._serial):04d}{_TEXT_ONLY.sub('', d.code)[:10]}"
+        if d.type == "composite":
+            return self._composite(resource_type, d, u)
+        model = model_of(resource_type)
+        problems = []
+        for steps in _branches(d.expression):
+            try:
+                path = self.resolve_path(model, steps, d.type)
+                leaf = self.leaf(d.type, path[-1], steps[-1], d.targets, u)
+            except Unsupported as exc:
+                problems.append(str(exc))
+                continue
+            match, other = self.base(resource_type), self.base(resource_type)
+            self.place(match, path, steps, leaf.values["match"], "match")
+            self.place(other, path, steps, leaf.values["other"], "other")
+            where = ".".join(e.key for e in path)
+            return Case(resource_type, d.code, d.type, match, other, leaf.search, where)
+        raise Unsupported(f"{resource_type}:{d.code} ({d.expression}): {'; '.join(problems)}")
+
+    def _composite(self, resource_type: str, d: SearchParameterDef, u: str) -> Case:
+        """search.html#composite: both components on one node; ``other`` differs only in the
+        last component, so a server that does not tie components together finds both."""
+        model = model_of(resource_type)
+        for base_steps in _branches(d.expression):
+            try:
+                base_path = self.resolve_path(model, base_steps, "composite") if base_steps else []
+                node_model = base_path[-1].model if base_path else model
+                assert node_model is not None
+                parts = self._components(node_model, d, u)
+            except Unsupported:
+                continue
+            match, other = self.base(resource_type), self.base(resource_type)
+            for resource, role in ((match, "match"), (other, "other")):
+                node: dict[str, Any] = {}
+                if base_path:
+                    existing = resource
+                    for element in base_path:
+                        got = existing.get(element.key)
+                        existing = got[0] if isinstance(got, list) and got else got
+                    node = existing if isinstance(existing, dict) else self.minimal_object(node_model, role)
+                    self.place(resource, base_path, base_steps, node, role)
+                else:
+                    node = resource
+                for i, (path, steps, leaf) in enumerate(parts):
+                    pick = "match" if i < len(parts) - 1 else role
+                    self.place(node, path, steps, leaf.values[pick], role)
+            search = "$".join(leaf.search for _, _, leaf in parts)
+            return Case(resource_type, d.code, d.type, match, other, search, d.expression)
+        raise Unsupported(f"{resource_type}:{d.code}: no composite branch can be built")
+
+    def _components(
+        self, model: type[BaseModel], d: SearchParameterDef, u: str
+    ) -> list[tuple[list[Element], list[Step], Leaf]]:
+        """Each component's path and values. A component whose expression leads to an element of
+        the wrong type (DocumentReference ``relationship`` declares them crosswise in R4) takes
+        the sibling component's expression that fits its type."""
+        sources = [c.expression for c in d.components]
+        out = []
+        for i, component in enumerate(d.components):
+            tried = [sources[i], *(s for j, s in enumerate(sources) if j != i)]
+            for source in tried:
+                try:
+                    steps = _branches(source, relative=True)[0]
+                    path = self.resolve_path(model, steps, component.type)
+                    leaf = self.leaf(component.type, path[-1], steps[-1], (), f"{u}c{i}")
+                except (Unsupported, IndexError):
+                    continue
+                out.append((path, steps, leaf))
+                break
+            else:
+                raise Unsupported(f"component {component.code} of {d.code}")
+        return out
+
+
+def elements_key_group(node: Mapping[str, Any], key: str) -> str | None:
+    """The choice group of ``key`` if ``node`` is a resource or element dict we know; ``None``
+    otherwise. Only used to drop a base's competing ``name<Type>`` key."""
+    for name in ("value", "deceased", "effective", "occurrence", "collected", "multipleBirth"):
+        if key.startswith(name) and key[len(name) : len(name) + 1].isupper():
+            return name
+    return None
