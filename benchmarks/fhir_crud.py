@@ -35,7 +35,7 @@ DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 
 def start_hub(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    env = {**os.environ, "PIXELHUB_AUTH_TOKENS": TOKEN, "PIXELHUB_LOG_LEVEL": "warning"}
+    env = {**os.environ, "PIXELHUB_AUTH_TOKENS": TOKEN, "PIXELHUB_LOG_LEVEL": "warning", "PIXELHUB_CHANNELS": "http"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub", "serve", "--http-port", "0", "--data-dir", str(data_dir)],
         env=env,
@@ -49,9 +49,11 @@ def start_hub(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://127.0.0.1:{json.loads(ports.read_text())['http']}"
 
 
-def peak_rss_mb(pid: int) -> float:
+def status_mb(pid: int, key: str) -> float:
+    """A ``/proc/<pid>/status`` figure: ``VmHWM`` is peak RSS, including the database's memory-
+    mapped pages (reclaimable page cache); ``RssAnon`` is the process's own heap now."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -216,7 +218,8 @@ def main() -> None:
                     "load_resources_per_s": round(load_rate, 1),
                     **measure(client, gen, args.rounds),
                 }
-                row["server_peak_rss_mb"] = round(peak_rss_mb(proc.pid), 1)
+                row["server_peak_rss_mb"] = round(status_mb(proc.pid, "VmHWM"), 1)
+                row["server_rss_anon_mb"] = round(status_mb(proc.pid, "RssAnon"), 1)
                 row["db_mb"] = round(
                     sum(f.stat().st_size for f in data_dir.glob("pixelhub.db*")) / 2**20, 1
                 )

@@ -45,3 +45,30 @@ def serve(config: str | None, **flags: Any) -> None:
     from hub.server import serve as run
 
     sys.exit(run(_settings(config, **flags)))
+
+
+@main.command(name="import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="pixelhub.toml to read")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="[./pixelhub-data]"
+)
+@click.option("--database-url", help="store of record URL [sqlite in the data dir]")
+@click.option("--importer", "importer_name", default="dicom", show_default=True)
+@click.option("--jobs", default=4, show_default=True, help="objects imported in parallel")
+def import_(
+    config: str | None, paths: tuple[Path, ...], importer_name: str, jobs: int, **flags: Any
+) -> None:
+    """Import folders, DICOMDIRs and zip files of DICOM objects (resumable: objects already
+    stored identically are skipped). Exit status 0, or 2 when some objects were rejected."""
+    from rich.console import Console
+
+    from hub.importers import print_summary, run_import
+
+    settings = _settings(config, **flags)
+    console = Console(stderr=True)
+    counts, rejected = run_import(
+        settings, paths, importer_name=importer_name, jobs=jobs, console=console
+    )
+    print_summary(Console(), counts, rejected)
+    sys.exit(2 if rejected else 0)

@@ -17,7 +17,7 @@ from hub.health import HealthCheck
 from hub.http.app import create_app
 from hub.http.deps import HubState
 from hub.http.metrics import HttpMetrics
-from hub.imaging import OrderLinkingProjector
+from hub.imaging import OrderLinkingProjector, StudyAggregator
 from hub.ports import Engine
 from hub.projectors import Projector, ProjectorRunner, SearchIndexProjector
 from hub.search.registry import default_registry
@@ -75,6 +75,17 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         else [SearchIndexProjector(engine.repository, engine.search_index)]
     )
     projectors.append(OrderLinkingProjector(service))
+    dicom_store = getattr(engine, "dicom_store", None)
+    if dicom_store is not None:  # DICOM instances -> ImagingStudy (issue 4)
+        projectors.append(
+            StudyAggregator(
+                service,
+                dicom_store,
+                issuer_systems=settings.dicom_issuer_systems,
+                default_patient_system=settings.dicom_default_patient_system,
+                quiet_seconds=settings.dicom_aggregation_quiet_seconds,
+            )
+        )
     runner = ProjectorRunner(engine.change_feed, projectors)
     health = HealthCheck(engine, runner)
     metrics = HttpMetrics(engine, runner)

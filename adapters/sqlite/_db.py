@@ -55,13 +55,15 @@ class Database:
         self._pids: dict[tuple[str, str], int] = {}
         self._pending_pids: dict[tuple[str, str], int] = {}
         with sqlite_errors():
-            self._writer = self._connect(cache_kib=65536)
+            self._writer = self._connect(cache_kib=32768)
             mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             self.wal = str(mode).lower() == "wal"
             self._create_schema()
 
     # ---------------------------------------------------------------------------------------
-    def _connect(self, *, cache_kib: int = 16384) -> sqlite3.Connection:
+    def _connect(self, *, cache_kib: int = 2048) -> sqlite3.Connection:
+        """A connection; readers keep a small page cache because reads go through the shared
+        memory map, so memory stays bounded however many threads read (one reader each)."""
         conn = sqlite3.connect(
             self.path,
             timeout=self._busy_ms / 1000,

@@ -10,9 +10,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from adapters.sqlite._db import Database
 from adapters.sqlite._errors import sqlite_errors
 from adapters.sqlite.changefeed import SqliteChangeFeed
+from adapters.sqlite.dicom_store import SqliteDicomStore
 from adapters.sqlite.repository import SqliteRepository
 from adapters.sqlite.search import SqliteSearchIndex
-from hub.ports import ChangeFeed, Repository, SearchIndex
+from hub.ports import ChangeFeed, DicomInstanceStore, Repository, SearchIndex
 
 if TYPE_CHECKING:
     from hub.ports import EngineFactory
@@ -64,6 +65,7 @@ class SqliteEngine:
         self.repository: Repository = SqliteRepository(self._db)
         self.search_index: SearchIndex = SqliteSearchIndex(self._db)
         self.change_feed: ChangeFeed = SqliteChangeFeed(self._db)
+        self.dicom_store: DicomInstanceStore = SqliteDicomStore(self._db)  # issue 4
 
     def status(self) -> dict[str, object]:
         """Readiness for ``/health``; raises ``OutOfResources`` if the file cannot be read."""

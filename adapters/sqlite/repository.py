@@ -93,15 +93,29 @@ class SqliteTransaction:
     def __init__(self, db: Database, conn: sqlite3.Connection) -> None:
         self._db = db
         self._live: sqlite3.Connection | None = conn
+        self.failed: BaseException | None = None
 
     @property
     def _conn(self) -> sqlite3.Connection:
         if self._live is None:
             raise RuntimeError("This transaction is over: use it inside its `with` block only")
+        if self.failed is not None:
+            raise HubError("This transaction was aborted by a failed write") from self.failed
         return self._live
 
     def end(self) -> None:
         self._live = None
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write that fails half-way aborts the whole transaction (nothing half-written can
+        commit, even if the caller catches the error and carries on)."""
+        try:
+            with sqlite_errors():
+                yield
+        except BaseException as exc:
+            self.failed = exc
+            raise
 
     def read(self, resource_type: str, id: str) -> StoredResource | None:
         with sqlite_errors():
@@ -119,16 +133,17 @@ class SqliteTransaction:
     ) -> StoredResource:
         """Create or update (R4 http.html#update); version = current + 1, 1 on create."""
         conn = self._conn
-        with self._db.savepoint(), sqlite_errors():  # a failed put leaves nothing behind
+        with sqlite_errors():
             row = conn.execute(_CURRENT, (resource_type, id)).fetchone()
-            current = None if row is None else int(row[1])
-            if expected_version is not None and expected_version != current:
-                raise _mismatch(resource_type, id, expected_version, current)
-            ms = now_ms() if last_updated is None else parse_instant(last_updated)
-            stamp = format_ms(ms)
-            version = (current or 0) + 1
-            data = _serialise(resource_type, id, resource, version, stamp)
-            method: ChangeOp = "create" if row is None or row[2] else "update"
+        current = None if row is None else int(row[1])
+        if expected_version is not None and expected_version != current:
+            raise _mismatch(resource_type, id, expected_version, current)
+        ms = now_ms() if last_updated is None else parse_instant(last_updated)
+        stamp = format_ms(ms)
+        version = (current or 0) + 1
+        data = _serialise(resource_type, id, resource, version, stamp)
+        method: ChangeOp = "create" if row is None or row[2] else "update"
+        with self._writing():
             if row is None:
                 cur = conn.execute(
                     "INSERT INTO resource (res_type, res_id, version, last_updated_ms, deleted)"
@@ -157,16 +172,17 @@ class SqliteTransaction:
     ) -> StoredResource | None:
         """Write a tombstone and drop the index rows (R4 http.html#delete)."""
         conn = self._conn
-        with self._db.savepoint(), sqlite_errors():
+        with sqlite_errors():
             row = conn.execute(_CURRENT, (resource_type, id)).fetchone()
-            if row is None or row[2]:
-                return None
-            pk, current = int(row[0]), int(row[1])
-            if expected_version is not None and expected_version != current:
-                raise _mismatch(resource_type, id, expected_version, current)
-            ms = now_ms()
-            stamp = format_ms(ms)
-            version = current + 1
+        if row is None or row[2]:
+            return None
+        pk, current = int(row[0]), int(row[1])
+        if expected_version is not None and expected_version != current:
+            raise _mismatch(resource_type, id, expected_version, current)
+        ms = now_ms()
+        stamp = format_ms(ms)
+        version = current + 1
+        with self._writing():
             conn.execute(
                 "UPDATE resource SET version = ?, last_updated_ms = ?, deleted = 1 WHERE pk = ?",
                 (version, ms, pk),
@@ -195,6 +211,8 @@ class SqliteRepository:
             tx = SqliteTransaction(self._db, conn)
             try:
                 yield tx
+                if tx.failed is not None:
+                    raise HubError("Transaction rolled back: a write in it failed") from tx.failed
             finally:
                 tx.end()
 

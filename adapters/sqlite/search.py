@@ -324,7 +324,10 @@ class _Compiler:
         if name in ("_id", "_lastUpdated"):
             return self._row_predicate(crit, r)
         if crit.missing is not None:
-            table = _TABLE[crit.param.components[0] if ptype == "composite" else ptype]
+            first = crit.param.components[:1] if ptype == "composite" else (ptype,)
+            if not first or first[0] not in _TABLE:
+                raise InvalidSearch(f"{crit.param.name!r} cannot be searched with :missing")
+            table = _TABLE[first[0]]
             x = self._alias("x")
             pid = _pid_cond(f"{x}.pid", self.pids(rtype, name))
             neg = "NOT " if crit.missing else ""

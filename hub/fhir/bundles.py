@@ -6,6 +6,7 @@ results is never parsed and re-serialised, unless ``_summary``/``_elements`` ask
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ SUBSETTED = {
     "code": "SUBSETTED",
 }
 _PAGING = {"_offset", "_count"}
+_DIGITS = re.compile(r"[0-9]+")
+MAX_OFFSET = 10**18  # history _count/_offset are clamped here (the store's integers are 64-bit)
 
 
 def etag(stored: StoredResource) -> str:
@@ -166,12 +169,14 @@ class HistoryArgs:
                 raise InvalidSearch.at(f"Unknown history parameter {name!r}", name)
 
         def integer(name: str, default: int) -> int:
+            """ASCII digits only (``str.isdigit`` accepts ``²``); huge values are clamped so the
+            store never sees more than a 64-bit integer."""
             raw = values.get(name)
             if raw is None:
                 return default
-            if not raw.isdigit():
+            if not _DIGITS.fullmatch(raw):
                 raise InvalidSearch.at(f"{name} must be a non-negative integer, got {raw!r}", name)
-            return int(raw)
+            return min(int(raw), MAX_OFFSET) if len(raw) <= 19 else MAX_OFFSET
 
         def instant(name: str) -> str | None:
             raw = values.get(name)
@@ -179,11 +184,12 @@ class HistoryArgs:
                 return None
             try:
                 parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-            except ValueError:
+                if parsed.tzinfo is None:
+                    parsed = parsed.replace(tzinfo=UTC)
+                utc = parsed.astimezone(UTC)  # OverflowError at the ends of the calendar
+            except (ValueError, OverflowError):
                 raise InvalidSearch.at(f"{name} must be an instant, got {raw!r}", name) from None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            return utc.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
         return cls(
             count=min(integer("_count", 50), max_count),

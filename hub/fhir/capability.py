@@ -1,8 +1,14 @@
 """The CapabilityStatement at ``/fhir/metadata`` (FHIR R4 capabilitystatement.html).
 
 Generated from what is implemented: the served types, the interactions the routes offer, and every
-SearchParameter of the registry with its type. The ``security`` element is supplied by whoever
-configures authentication (the SMART issue adds the ``oauth-uris`` extension there).
+SearchParameter of the registry with its type, less those in ``NOT_ADVERTISED``. The
+``security`` element is supplied by whoever configures authentication (the SMART issue adds the
+``oauth-uris`` extension there).
+
+Every advertised search parameter is checked by tests/conformance/test_capability_truth.py (a
+resource that matches, one that does not, a search that must find exactly the first); a parameter
+that does not pass goes into ``NOT_ADVERTISED`` with its reason, and conformance/README.md lists
+them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,15 @@ TYPE_INTERACTIONS = (
     "search-type",
 )
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
+
+# ``Type:code`` -> why the statement does not offer it although the registry knows it.
+NOT_ADVERTISED: dict[str, str] = {
+    f"{rtype}:phonetic": (
+        "no phonetic algorithm is implemented: the index keeps the names as written, so a"
+        " sound-alike spelling (Smyth for Smith) finds nothing"
+    )
+    for rtype in ("Patient", "Practitioner", "Organization")
+}
 
 
 def capability_statement(
@@ -49,7 +64,8 @@ def capability_statement(
             },
         ]
         for d in sorted(registry.for_type(rtype), key=lambda d: d.code):
-            params.append({"name": d.code, "definition": d.url, "type": d.type})
+            if f"{rtype}:{d.code}" not in NOT_ADVERTISED:
+                params.append({"name": d.code, "definition": d.url, "type": d.type})
         references = sorted(
             {f"{rtype}:{d.code}" for d in registry.for_type(rtype) if d.type == "reference"}
         )

@@ -9,6 +9,7 @@ once.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ from hub.search.query import parse_search
 from hub.search.registry import SERVED_TYPES, SearchParameterRegistry, default_registry
 
 _SERVED = frozenset(SERVED_TYPES)
+# A version id PixelHub can hold: ASCII digits (``str.isdigit`` accepts ``²``) that fit the
+# store's 64-bit integers; anything else is no version of ours.
+_VERSION = re.compile(r"[0-9]{1,18}")
 T = TypeVar("T")
 
 
@@ -78,7 +82,7 @@ def parse_etag(value: str | None) -> int | None:
     if value is None:
         return None
     text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
+    if not _VERSION.fullmatch(text):
         raise InvalidRequest.at(f'If-Match must be a version ETag like W/"1", got {value!r}')
     return int(text)
 
@@ -239,7 +243,8 @@ class FhirService:
     def vread(self, principal: Principal, resource_type: str, rid: str, vid: str) -> StoredResource:
         """vread (http.html#vread)."""
         self.check(principal, "vread", resource_type)
-        stored = self.repository.vread(resource_type, rid, int(vid)) if vid.isdigit() else None
+        valid = _VERSION.fullmatch(vid) is not None
+        stored = self.repository.vread(resource_type, rid, int(vid)) if valid else None
         if stored is None:
             raise NotFound(f"{resource_type}/{rid}/_history/{vid} is not known")
         if stored.deleted:

@@ -75,6 +75,9 @@ def validate_resource(resource: dict[str, Any], resource_type: str) -> None:
     """Raise ``InvalidResource`` listing every structural problem, each with its location.
 
     The caller has already refused over-deep JSON (``check_depth``)."""
+    contained = list(_unknown_contained(resource, resource_type))
+    if contained:
+        raise InvalidResource(contained[0].diagnostics, contained)
     try:
         _model(resource_type).model_validate(resource)
     except ValidationError as exc:
@@ -91,6 +94,36 @@ def validate_resource(resource: dict[str, Any], resource_type: str) -> None:
     issues = list(_code_issues(resource, _model(resource_type), resource_type))
     if issues:
         raise InvalidResource(issues[0].diagnostics, issues)
+
+
+@functools.cache
+def is_resource_type(name: str) -> bool:
+    """``name`` is a concrete FHIR R4 resource type (Patient, Observation...): not a data type,
+    not a backbone element, not the abstract ``Resource``/``DomainResource``."""
+    from fhir.resources.R4B.resource import Resource
+
+    if name in ("Resource", "DomainResource"):
+        return False
+    try:
+        model = _model(name)
+    except (KeyError, ValueError):
+        return False
+    return model.__name__ == name and issubclass(model, Resource)
+
+
+def _unknown_contained(resource: dict[str, Any], resource_type: str) -> Iterator[Issue]:
+    """Contained resources whose ``resourceType`` is no FHIR resource type (references.html
+    #contained); the models would raise a bare ``KeyError`` on them."""
+    contained = resource.get("contained")
+    for i, item in enumerate(contained if isinstance(contained, list) else ()):
+        kind = item.get("resourceType") if isinstance(item, dict) else None
+        if isinstance(kind, str) and not is_resource_type(kind):
+            where = f"{resource_type}.contained[{i}].resourceType"
+            yield Issue(
+                f"{where}: '{kind}' is not a FHIR resource type",
+                code="structure",
+                expression=(where,),
+            )
 
 
 CodeSchema = dict[str, tuple[tuple[str, ...] | None, type[BaseModel] | None]]

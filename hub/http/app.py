@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.errors import HubError, Issue, NotAcceptable, operation_outcome
-from hub.http import fhir_routes
+from hub.http import fhir_routes, openapi
 from hub.http.deps import HubState, authenticate, hub_state
 
 log = logging.getLogger("pixelhub.http")
@@ -77,7 +77,7 @@ def create_app(state: HubState) -> FastAPI:
 
     app.middleware("http")(state.metrics.middleware)
 
-    @app.get("/fhir/metadata")
+    @app.get("/fhir/metadata", response_class=openapi.FhirJsonResponse)
     async def metadata() -> Response:
         """capabilities (http.html#capabilities); open to all, as FHIR requires."""
         return fhir_routes.fhir_response(state.capability_statement)
@@ -102,4 +102,15 @@ def create_app(state: HubState) -> FastAPI:
         return Response(hub_state(request).metrics.render(), media_type="text/plain; version=0.0.4")
 
     app.include_router(fhir_routes.router)
+    generate_openapi = app.openapi
+
+    def _openapi() -> dict[str, Any]:
+        """FastAPI's document plus the bearer security scheme the /fhir operations name."""
+        if app.openapi_schema is None:
+            document = generate_openapi()
+            components = document.setdefault("components", {})
+            components.setdefault("securitySchemes", {}).update(openapi.security_schemes())
+        return app.openapi_schema or generate_openapi()
+
+    app.openapi = _openapi  # type: ignore[method-assign]
     return app

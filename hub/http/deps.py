@@ -25,8 +25,9 @@ class HubState:
 
     async def read_body(self, request: Request) -> bytes:
         """The request body, refused with 413 as soon as it passes ``max_body_bytes``."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+        declared = request.headers.get("content-length", "")
+        # ASCII digits only: ``str.isdigit`` accepts "²", which ``int`` refuses
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
             raise PayloadTooLarge(f"The body is larger than {self.max_body_bytes} bytes")
         chunks: list[bytes] = []
         size = 0

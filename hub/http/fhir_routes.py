@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hub.auth import Principal
@@ -17,7 +17,9 @@ from hub.errors import InvalidRequest, NotFound, UnsupportedMediaType
 from hub.fhir import bundles
 from hub.fhir.service import FhirService, WriteResult
 from hub.fhir.transaction import BundleProcessor, PreferReturn
+from hub.http import openapi
 from hub.http.deps import HubState, authenticate, hub_state
+from hub.http.openapi import IF_MATCH, IF_NONE_EXIST, IF_NONE_MATCH, PREFER, operation
 from hub.ports import StoredResource
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -26,6 +28,17 @@ _JSON_TYPES = ("application/fhir+json", "application/json", "application/json-pa
 router = APIRouter(prefix="/fhir")
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 StateDep = Annotated[HubState, Depends(hub_state)]
+# Path parameters: the OpenAPI schema says what is valid; the service answers anything else with
+# an OperationOutcome (404 for an unserved type), so no validation happens here.
+ResourceType = Annotated[
+    str, Path(description="A served resource type", json_schema_extra=openapi.RESOURCE_TYPE_SCHEMA)
+]
+ResourceId = Annotated[
+    str, Path(description="A logical id (datatypes.html#id)", json_schema_extra=openapi.ID_SCHEMA)
+]
+VersionId = Annotated[
+    str, Path(description="A version id", json_schema_extra=openapi.VERSION_SCHEMA)
+]
 
 
 def fhir_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -104,7 +117,7 @@ def _service(state: HubState) -> FhirService:
 # --------------------------------------------------------------------------- system level
 
 
-@router.post("")
+@router.post("", **operation(body="bundle", headers=(PREFER,)))
 async def batch_or_transaction(
     request: Request, state: StateDep, principal: PrincipalDep
 ) -> Response:
@@ -116,7 +129,7 @@ async def batch_or_transaction(
     return fhir_response(out)
 
 
-@router.get("")
+@router.get("", **operation(query="search", headers=(PREFER,)))
 async def search_system(request: Request, state: StateDep, principal: PrincipalDep) -> Response:
     """search-system (http.html#search)."""
     _, strict = _prefer(request)
@@ -126,7 +139,7 @@ async def search_system(request: Request, state: StateDep, principal: PrincipalD
     return fhir_response(out)
 
 
-@router.get("/_history")
+@router.get("/_history", **operation(query="history"))
 async def history_system(request: Request, state: StateDep, principal: PrincipalDep) -> Response:
     """history-system (http.html#history)."""
     out = await run_in_threadpool(
@@ -138,9 +151,9 @@ async def history_system(request: Request, state: StateDep, principal: Principal
 # --------------------------------------------------------------------------- type level
 
 
-@router.get("/{resource_type}")
+@router.get("/{resource_type}", **operation(query="search", headers=(PREFER,)))
 async def search_type(
-    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType, request: Request, state: StateDep, principal: PrincipalDep
 ) -> Response:
     """search-type by GET (http.html#search)."""
     _, strict = _prefer(request)
@@ -150,9 +163,9 @@ async def search_type(
     return fhir_response(out)
 
 
-@router.post("/{resource_type}/_search")
+@router.post("/{resource_type}/_search", **operation(body="form", headers=(PREFER,)))
 async def search_type_post(
-    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType, request: Request, state: StateDep, principal: PrincipalDep
 ) -> Response:
     """search-type by POST with a form body (http.html#search): URL and body parameters combine."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -171,9 +184,14 @@ async def search_type_post(
     return fhir_response(out)
 
 
-@router.post("/{resource_type}")
+@router.post(
+    "/{resource_type}",
+    **operation(
+        body="resource", headers=(IF_NONE_EXIST, PREFER), success=201, description="Created"
+    ),
+)
 async def create(
-    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType, request: Request, state: StateDep, principal: PrincipalDep
 ) -> Response:
     """create, conditional with If-None-Exist (http.html#create)."""
     body = await read_json(request, state)
@@ -184,9 +202,12 @@ async def create(
     return _written(state, request, result)
 
 
-@router.put("/{resource_type}")
+@router.put(
+    "/{resource_type}",
+    **operation(query="condition", body="resource", headers=(PREFER,)),
+)
 async def conditional_update(
-    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType, request: Request, state: StateDep, principal: PrincipalDep
 ) -> Response:
     """conditional update (http.html#cond-update)."""
     body = await read_json(request, state)
@@ -196,9 +217,12 @@ async def conditional_update(
     return _written(state, request, result)
 
 
-@router.delete("/{resource_type}")
+@router.delete(
+    "/{resource_type}",
+    **operation(query="condition", success=204, description="Deleted", returns_body=False),
+)
 async def conditional_delete(
-    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType, request: Request, state: StateDep, principal: PrincipalDep
 ) -> Response:
     """conditional delete (http.html#3.1.0.7.1)."""
     await run_in_threadpool(
@@ -207,9 +231,9 @@ async def conditional_delete(
     return Response(status_code=204)
 
 
-@router.get("/{resource_type}/_history")
+@router.get("/{resource_type}/_history", **operation(query="history"))
 async def history_type(
-    resource_type: str, request: Request, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType, request: Request, state: StateDep, principal: PrincipalDep
 ) -> Response:
     """history-type (http.html#history)."""
     out = await run_in_threadpool(
@@ -221,9 +245,13 @@ async def history_type(
 # --------------------------------------------------------------------------- instance level
 
 
-@router.get("/{resource_type}/{rid}")
+@router.get("/{resource_type}/{rid}", **operation(headers=(IF_NONE_MATCH,)))
 async def read(
-    resource_type: str, rid: str, request: Request, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType,
+    rid: ResourceId,
+    request: Request,
+    state: StateDep,
+    principal: PrincipalDep,
 ) -> Response:
     """read (http.html#read), honouring If-None-Match with 304."""
     stored = await run_in_threadpool(_service(state).read, principal, resource_type, rid)
@@ -234,9 +262,16 @@ async def read(
     return fhir_response(stored.data, 200, headers)
 
 
-@router.put("/{resource_type}/{rid}")
+@router.put(
+    "/{resource_type}/{rid}",
+    **operation(body="resource", headers=(IF_MATCH, PREFER)),
+)
 async def update(
-    resource_type: str, rid: str, request: Request, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType,
+    rid: ResourceId,
+    request: Request,
+    state: StateDep,
+    principal: PrincipalDep,
 ) -> Response:
     """update / update-as-create (http.html#update)."""
     body = await read_json(request, state)
@@ -251,9 +286,13 @@ async def update(
     return _written(state, request, result)
 
 
-@router.patch("/{resource_type}/{rid}")
+@router.patch("/{resource_type}/{rid}", **operation(body="patch", headers=(IF_MATCH, PREFER)))
 async def patch(
-    resource_type: str, rid: str, request: Request, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType,
+    rid: ResourceId,
+    request: Request,
+    state: StateDep,
+    principal: PrincipalDep,
 ) -> Response:
     """patch with JSON Patch (http.html#patch)."""
     body = await read_json(request, state, patch=True)
@@ -268,18 +307,25 @@ async def patch(
     return _written(state, request, result)
 
 
-@router.delete("/{resource_type}/{rid}")
+@router.delete(
+    "/{resource_type}/{rid}",
+    **operation(success=204, description="Deleted", returns_body=False),
+)
 async def delete(
-    resource_type: str, rid: str, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType, rid: ResourceId, state: StateDep, principal: PrincipalDep
 ) -> Response:
     """delete (http.html#delete)."""
     await run_in_threadpool(_service(state).delete, principal, resource_type, rid)
     return Response(status_code=204)
 
 
-@router.get("/{resource_type}/{rid}/_history")
+@router.get("/{resource_type}/{rid}/_history", **operation(query="history"))
 async def history_instance(
-    resource_type: str, rid: str, request: Request, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType,
+    rid: ResourceId,
+    request: Request,
+    state: StateDep,
+    principal: PrincipalDep,
 ) -> Response:
     """history-instance (http.html#history)."""
     out = await run_in_threadpool(
@@ -288,9 +334,13 @@ async def history_instance(
     return fhir_response(out)
 
 
-@router.get("/{resource_type}/{rid}/_history/{vid}")
+@router.get("/{resource_type}/{rid}/_history/{vid}", **operation())
 async def vread(
-    resource_type: str, rid: str, vid: str, state: StateDep, principal: PrincipalDep
+    resource_type: ResourceType,
+    rid: ResourceId,
+    vid: VersionId,
+    state: StateDep,
+    principal: PrincipalDep,
 ) -> Response:
     """vread (http.html#vread)."""
     stored = await run_in_threadpool(_service(state).vread, principal, resource_type, rid, vid)
@@ -298,7 +348,9 @@ async def vread(
     return fhir_response(stored.data, 200, _resource_headers(state, stored))
 
 
-@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+@router.api_route(
+    "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
 async def unknown(path: str, principal: PrincipalDep) -> Response:
     """Anything else below /fhir is not a FHIR interaction PixelHub offers."""
     raise NotFound(f"No FHIR interaction at /fhir/{path}")

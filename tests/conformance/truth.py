@@ -2,8 +2,8 @@
 
 For one search parameter that ``/fhir/metadata`` advertises, :class:`Generator` builds a resource
 that must match, one that must not, and the search value that tells them apart. Nothing here is
-written per parameter: the values come from the parameter's FHIRPath expression (its first
-branch the models can follow) and from the FHIR type of the element at that path, which the
+written per parameter: the values come from the parameter's FHIRPath expression (each branch
+the models can follow) and from the FHIR type of the element at that path, which the
 ``fhir.resources.R4B`` pydantic models tell (field aliases, ``Optional``/``List`` annotations,
 ``abc.<Type>Type`` classes, ``Annotated[..., DateTime()]`` primitives, choice elements such as
 ``valueQuantity`` marked ``one_of_many``). Minimal valid base resources are built the same way:
@@ -18,9 +18,10 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -70,6 +71,8 @@ _DATES = {  # role -> (date, dateTime, period start, period end)
     ),
 }
 _NUMBERS = {"base": 1.0, "match": 5.4, "other": 7.5}
+# Codes whose value set is a grammar (BCP 13 media types, BCP 47 languages) rather than a list.
+_CODE_FORMATS = {"contentType": "text/plain", "language": "en"}
 _TEXT_ONLY = re.compile(r"[^A-Za-z0-9]")
 
 Targets = Callable[[str, str], str]
@@ -117,9 +120,9 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
     while True:
         origin = typing.get_origin(annotation)
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if origin in (list, typing.List):  # noqa: UP006 - the models use typing.List
+        if origin is list:
             is_list, annotation = True, args[0]
-        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        elif origin in (typing.Union, types.UnionType):
             if len(args) != 1:
                 return annotation, is_list
             annotation = args[0]
@@ -191,6 +194,7 @@ class Step:
     as_type: str | None = None  # ``as X`` / ``.as(X)`` / ``ofType(X)``
     resolve_is: str | None = None  # ``.where(resolve() is X)``
     fixed: tuple[tuple[str, str], ...] = ()  # ``.where(system='phone')``
+    exists: bool = False  # the expression tests the element's presence (``.exists() and ...``)
 
 
 _WHERE_RESOLVE = re.compile(r"^where\(resolve\(\) is (\w+)\)$")
@@ -215,6 +219,7 @@ def _split_top(text: str, separator: str) -> list[str]:
 def parse_branch(branch: str, *, relative: bool = False) -> list[Step]:
     """``Type.a.where(...).b`` or ``(Type.a as X).b`` -> steps; a boolean tail
     (``.exists() and ...``) is cut off: what it tests is the path before it."""
+    exists = ".exists()" in branch
     branch = re.split(r"\.exists\(\)| and | or |!=", branch)[0].strip()
     as_type: str | None = None
     rest = ""
@@ -243,16 +248,25 @@ def parse_branch(branch: str, *, relative: bool = False) -> list[Step]:
         steps[-1] = Step(last.name, as_type, last.resolve_is, last.fixed)
     for name in rest.strip(".").split(".") if rest else ():
         steps.append(Step(name))
+    if exists:
+        last = steps[-1]
+        steps[-1] = Step(last.name, last.as_type, last.resolve_is, last.fixed, exists=True)
     return steps
 
 
-def _branches(expression: str, relative: bool = False) -> list[list[Step]]:
-    out = []
-    for branch in _split_top(expression, "|"):
+def branches(expression: str) -> list[str]:
+    """The top-level ``|`` branches of an expression, as written."""
+    return _split_top(expression, "|")
+
+
+def _branches(expression: str, relative: bool = False) -> list[tuple[str, list[Step] | None]]:
+    """``(branch text, steps)`` per branch; steps ``None`` when the branch cannot be followed."""
+    out: list[tuple[str, list[Step] | None]] = []
+    for branch in branches(expression):
         try:
-            out.append(parse_branch(branch, relative=relative))
+            out.append((branch, parse_branch(branch, relative=relative)))
         except ValueError:
-            continue
+            out.append((branch, None))
     return out
 
 
@@ -274,7 +288,7 @@ class Case:
     other: dict[str, Any]
     value: str | Callable[[Mapping[str, Any], Mapping[str, Any]], str]
     path: str = ""
-    notes: list[str] = field(default_factory=list)
+    branch: str = ""  # the branch of the expression this case follows
 
 
 @dataclass(frozen=True)
@@ -283,6 +297,17 @@ class Leaf:
 
     values: Mapping[str, Any]  # role -> JSON value
     search: str
+
+
+def _phonetic(element: Element) -> Leaf:
+    """``phonetic`` parameters (individual-phonetic, Organization-phonetic) promise "some kind of
+    phonetic matching": the match is spelt differently from the search value but sounds alike."""
+    names = {"base": "Okafor", "match": "Smith", "other": "Jones"}
+    if element.fhir_type == "HumanName":
+        return Leaf({r: {"family": n, "given": ["Kate"]} for r, n in names.items()}, "Smyth")
+    if element.fhir_type == "string":
+        return Leaf({r: f"{n} Imaging" for r, n in names.items()}, "Smyth")
+    raise Unsupported(f"phonetic search on {element.fhir_type}")
 
 
 class Unsupported(Exception):
@@ -300,10 +325,17 @@ class Generator:
 
     def base(self, resource_type: str) -> dict[str, Any]:
         """A minimal valid ``resource_type``: every required element, nothing else."""
-        body = self.minimal_object(model_of(resource_type), "base")
+        model = model_of(resource_type)
+        body = self.minimal_object(model, "base", filler=False)
+        if "identifier" in elements(model):  # org-1 and the like want a name or an identifier
+            body["identifier"] = [{"system": SYSTEM, "value": "base"}]
         return {"resourceType": resource_type, **body}
 
-    def minimal_object(self, model: type[BaseModel], role: str) -> dict[str, Any]:
+    def minimal_object(
+        self, model: type[BaseModel], role: str, *, filler: bool = True
+    ) -> dict[str, Any]:
+        """Required elements of ``model``; with ``filler``, one simple element when nothing is
+        required (an element needs a value or a child, ele-1)."""
         out: dict[str, Any] = {}
         choice_groups: set[str] = set()
         for key, element in elements(model).items():
@@ -314,7 +346,7 @@ class Generator:
             elif element.required and not group:
                 value = self.minimal_value(element, role)
                 out[key] = [value] if element.is_list else value
-        if not out:  # an element needs a value or a child (ele-1): the first simple one
+        if not out and filler:
             for element in elements(model).values():
                 if element.model is None and element.fhir_type in ("string", "code", "boolean"):
                     out[element.key] = self.minimal_value(element, role)
@@ -326,6 +358,8 @@ class Generator:
             return {"reference": self.reference_to(self._target_type(element, None, ()), role)}
         if element.enum:
             return element.enum[0]
+        if element.key in _CODE_FORMATS:
+            return _CODE_FORMATS[element.key]
         return self.value_of(element.fhir_type, element.model, role, tag="base")
 
     def value_of(
@@ -382,7 +416,9 @@ class Generator:
 
     # ------------------------------------------------------------------ references
 
-    def _target_type(self, element: Element, resolve_is: str | None, targets: tuple[str, ...]) -> str:
+    def _target_type(
+        self, element: Element, resolve_is: str | None, targets: tuple[str, ...]
+    ) -> str:
         if resolve_is:
             return resolve_is
         allowed = [t for t in element.reference_types if t != "Resource"]
@@ -423,11 +459,18 @@ class Generator:
             if element.enum:
                 if len(element.enum) < 2:
                     raise Unsupported(f"{element.key} has a single code")
-                codes = {"match": element.enum[0], "other": element.enum[1], "base": element.enum[1]}
+                codes = {
+                    "match": element.enum[0],
+                    "other": element.enum[1],
+                    "base": element.enum[1],
+                }
                 return Leaf(codes, codes["match"])
             if t == "boolean":
                 flags = {"match": True, "other": False, "base": False}
                 return Leaf(flags, "true")
+            if step.exists:  # ``deceased=true`` is any deceased[x] but false; ``other`` has none
+                present = self.value_of(t, element.model, "match", tag=tags["match"])
+                return Leaf({"match": present, "other": None, "base": None}, "true")
             if t in ("Coding", "CodeableConcept", "Identifier"):
                 values = {r: self.value_of(t, None, r, tag=tags[r]) for r in ROLES}
                 return Leaf(values, f"{SYSTEM}|{tags['match']}")
@@ -447,14 +490,15 @@ class Generator:
             if t in ("string", "markdown"):
                 return Leaf(dict(tags), tags["match"])
             if t == "HumanName":
-                return Leaf({r: {"family": tags[r], "given": [f"G{tags[r]}"]} for r in ROLES}, tags["match"])
+                return Leaf(
+                    {r: {"family": tags[r], "given": [f"G{tags[r]}"]} for r in ROLES}, tags["match"]
+                )
             if t == "Address":
                 values = {r: {"line": [f"{tags[r]} Street 1"], "city": tags[r]} for r in ROLES}
                 return Leaf(values, tags["match"])
-        if param_type == "date":
-            if t in ("date", "dateTime", "instant", "Period", "Timing"):
-                values = {r: self.value_of(t, None, r, tag="") for r in ROLES}
-                return Leaf(values, f"eq{_DATES['match'][0]}")
+        if param_type == "date" and t in ("date", "dateTime", "instant", "Period", "Timing"):
+            values = {r: self.value_of(t, None, r, tag="") for r in ROLES}
+            return Leaf(values, f"eq{_DATES['match'][0]}")
         if param_type == "quantity" and t in _QUANTITIES:
             values = {r: self.value_of(t, None, r, tag="") for r in ROLES}
             return Leaf(values, f"{_NUMBERS['match']}|{UCUM}|mg")
@@ -465,30 +509,42 @@ class Generator:
 
     # ------------------------------------------------------------------ paths
 
-    def resolve_path(
+    def resolve_paths(
         self, model: type[BaseModel], steps: list[Step], param_type: str
-    ) -> list[Element]:
-        """The elements along ``steps``; at a choice, the type the parameter type prefers."""
+    ) -> list[list[Element]]:
+        """The elements along ``steps``: one path per type the last element can take (a choice
+        element has several), the type the parameter type prefers first; unfillable types last."""
         path: list[Element] = []
         current: type[BaseModel] | None = model
-        for i, step in enumerate(steps):
+        for step in steps[:-1]:
             if current is None:
                 raise Unsupported(f"{step.name}: below a primitive")
             found = candidates(current, step.name, step.as_type)
             if not found:
                 raise Unsupported(f"no element {step.name} in {current.__name__}")
-            if i == len(steps) - 1:
-                ranking = _PREFERRED.get(param_type, ())
-                found.sort(key=lambda e: ranking.index(e.fhir_type) if e.fhir_type in ranking else 99)
             path.append(found[0])
             current = found[0].model
-        return path
+        if current is None:
+            raise Unsupported(f"{steps[-1].name}: below a primitive")
+        last = candidates(current, steps[-1].name, steps[-1].as_type)
+        if not last:
+            raise Unsupported(f"no element {steps[-1].name} in {current.__name__}")
+        ranking = _PREFERRED.get(param_type, ())
+        last.sort(key=lambda e: ranking.index(e.fhir_type) if e.fhir_type in ranking else 99)
+        return [[*path, element] for element in last]
 
     def place(
-        self, resource: dict[str, Any], path: list[Element], steps: list[Step], value: Any, role: str
+        self,
+        resource: dict[str, Any],
+        model: type[BaseModel],
+        path: list[Element],
+        steps: list[Step],
+        value: Any,
+        role: str,
     ) -> None:
-        """Set ``value`` at ``path`` inside ``resource``: existing first list items and objects are
-        reused (so required siblings stay), missing ones are created minimal and valid."""
+        """Set ``value`` at ``path`` inside ``resource`` (of ``model``), or remove the element for
+        ``None``: existing first list items and objects are reused (so required siblings stay),
+        missing ones are created minimal."""
         node = resource
         for element, step in zip(path[:-1], steps[:-1], strict=True):
             child = node.get(element.key)
@@ -496,101 +552,163 @@ class Generator:
                 child = child[0]
             elif not isinstance(child, dict):
                 assert element.model is not None
-                child = self.minimal_object(element.model, role)
+                child = self.minimal_object(element.model, role, filler=False)
                 node[element.key] = [child] if element.is_list else child
             for key, fixed in step.fixed:
                 child[key] = fixed
             node = child
+            assert element.model is not None
+            model = element.model
         last = path[-1]
-        node[last.key] = [value] if last.is_list else value
-        # a choice element holds one type: drop the base's other ``name<Type>`` key
+        if value is None:
+            node.pop(last.key, None)
+        else:
+            node[last.key] = [value] if last.is_list else value
+        # a choice element holds one type: drop a competing ``name<Type>`` key of the base
         group = last.extra.get("one_of_many")
         if group:
-            for key in [k for k in node if k != last.key and k.startswith(group)]:
-                if elements_key_group(node, key) == group:
-                    del node[key]
+            for key, element in elements(model).items():
+                if key != last.key and element.extra.get("one_of_many") == group:
+                    node.pop(key, None)
 
     # ------------------------------------------------------------------ one parameter
 
+    def _tag(self, d: SearchParameterDef) -> str:
+        return f"t{next(self._serial):04d}{_TEXT_ONLY.sub('', d.code)[:10]}"
+
     def case(self, resource_type: str, d: SearchParameterDef) -> Case:
-        u = f"t{next(self._serial):04d}{_TEXT_ONLY.sub('', d.code)[:10]}"
+        """The first case of :meth:`cases`."""
+        return self.cases(resource_type, d)[0]
+
+    def cases(self, resource_type: str, d: SearchParameterDef) -> list[Case]:
+        """One case per branch of the expression (``a | b``) and per type a choice element at
+        its end can take (``effective[x]``: dateTime, instant, Period, Timing), for each that this
+        generator can fill. ``Unsupported`` when there is none."""
         if d.type == "composite":
-            return self._composite(resource_type, d, u)
+            return self._composite_cases(resource_type, d)
         model = model_of(resource_type)
-        problems = []
-        for steps in _branches(d.expression):
+        problems: list[str] = []
+        out: list[Case] = []
+        for branch, steps in _branches(d.expression):
+            if steps is None:
+                problems.append(f"cannot follow {branch!r}")
+                continue
             try:
-                path = self.resolve_path(model, steps, d.type)
-                leaf = self.leaf(d.type, path[-1], steps[-1], d.targets, u)
+                paths = self.resolve_paths(model, steps, d.type)
             except Unsupported as exc:
                 problems.append(str(exc))
                 continue
-            match, other = self.base(resource_type), self.base(resource_type)
-            self.place(match, path, steps, leaf.values["match"], "match")
-            self.place(other, path, steps, leaf.values["other"], "other")
-            where = ".".join(e.key for e in path)
-            return Case(resource_type, d.code, d.type, match, other, leaf.search, where)
-        raise Unsupported(f"{resource_type}:{d.code} ({d.expression}): {'; '.join(problems)}")
+            for path in paths:
+                try:
+                    leaf = self.leaf(d.type, path[-1], steps[-1], d.targets, self._tag(d))
+                    if d.url.endswith("-phonetic"):
+                        leaf = _phonetic(path[-1])
+                except Unsupported as exc:
+                    problems.append(str(exc))
+                    continue
+                match, other = self.base(resource_type), self.base(resource_type)
+                self.place(match, model, path, steps, leaf.values["match"], "match")
+                self.place(other, model, path, steps, leaf.values["other"], "other")
+                where = ".".join(e.key for e in path)
+                out.append(
+                    Case(resource_type, d.code, d.type, match, other, leaf.search, where, branch)
+                )
+        if not out:
+            raise Unsupported(f"{resource_type}:{d.code} ({d.expression}): {'; '.join(problems)}")
+        return out
 
-    def _composite(self, resource_type: str, d: SearchParameterDef, u: str) -> Case:
-        """search.html#composite: both components on one node; ``other`` differs only in the
-        last component, so a server that does not tie components together finds both."""
+    def _composite_cases(self, resource_type: str, d: SearchParameterDef) -> list[Case]:
+        """search.html#composite: all components on one node; ``other`` differs only in the last
+        component, so a server that does not tie the components together finds both. One case
+        per branch of the base expression and per alternative of each component (the others
+        kept at their first)."""
         model = model_of(resource_type)
-        for base_steps in _branches(d.expression):
+        out: list[Case] = []
+        for branch, base_steps in _branches(d.expression):
+            if base_steps is None:
+                continue
             try:
-                base_path = self.resolve_path(model, base_steps, "composite") if base_steps else []
+                base_path = (
+                    self.resolve_paths(model, base_steps, "composite")[0] if base_steps else []
+                )
                 node_model = base_path[-1].model if base_path else model
                 assert node_model is not None
-                parts = self._components(node_model, d, u)
+                alternatives = self._components(node_model, d)
             except Unsupported:
                 continue
-            match, other = self.base(resource_type), self.base(resource_type)
-            for resource, role in ((match, "match"), (other, "other")):
-                node: dict[str, Any] = {}
-                if base_path:
-                    existing = resource
-                    for element in base_path:
-                        got = existing.get(element.key)
-                        existing = got[0] if isinstance(got, list) and got else got
-                    node = existing if isinstance(existing, dict) else self.minimal_object(node_model, role)
-                    self.place(resource, base_path, base_steps, node, role)
-                else:
-                    node = resource
-                for i, (path, steps, leaf) in enumerate(parts):
-                    pick = "match" if i < len(parts) - 1 else role
-                    self.place(node, path, steps, leaf.values[pick], role)
-            search = "$".join(leaf.search for _, _, leaf in parts)
-            return Case(resource_type, d.code, d.type, match, other, search, d.expression)
-        raise Unsupported(f"{resource_type}:{d.code}: no composite branch can be built")
+            variants = [[alts[0] for alts in alternatives]]
+            for i, alts in enumerate(alternatives):
+                for alt in alts[1:]:
+                    variants.append([alt if j == i else a[0] for j, a in enumerate(alternatives)])
+            for variant in variants:
+                case = self._composite_case(resource_type, d, base_path, base_steps, variant)
+                case.branch = branch
+                out.append(case)
+        if not out:
+            raise Unsupported(f"{resource_type}:{d.code}: no composite branch can be built")
+        return out
+
+    def _composite_case(
+        self,
+        resource_type: str,
+        d: SearchParameterDef,
+        base_path: list[Element],
+        base_steps: list[Step],
+        parts: list[tuple[list[Element], list[Step], str]],
+    ) -> Case:
+        model = model_of(resource_type)
+        node_model = base_path[-1].model if base_path else model
+        assert node_model is not None
+        u = self._tag(d)
+        leaves = [
+            self.leaf(d.components[i].type, path[-1], steps[-1], (), f"{u}c{i}")
+            for i, (path, steps, _) in enumerate(parts)
+        ]
+        match, other = self.base(resource_type), self.base(resource_type)
+        for resource, role in ((match, "match"), (other, "other")):
+            node: Any = resource
+            for element in base_path:
+                got = node.get(element.key) if isinstance(node, dict) else None
+                node = got[0] if isinstance(got, list) and got else got
+            if not isinstance(node, dict):
+                node = self.minimal_object(node_model, role, filler=False)
+                self.place(resource, model, base_path, base_steps, node, role)
+            for i, ((path, steps, _), leaf) in enumerate(zip(parts, leaves, strict=True)):
+                pick = "match" if i < len(parts) - 1 else role
+                self.place(node, node_model, path, steps, leaf.values[pick], role)
+        search = "$".join(leaf.search for leaf in leaves)
+        where = ".".join(e.key for e in base_path) or resource_type
+        where += " {" + ", ".join(".".join(e.key for e in p) for p, _, _ in parts) + "}"
+        return Case(resource_type, d.code, d.type, match, other, search, where)
 
     def _components(
-        self, model: type[BaseModel], d: SearchParameterDef, u: str
-    ) -> list[tuple[list[Element], list[Step], Leaf]]:
-        """Each component's path and values. A component whose expression leads to an element of
-        the wrong type (DocumentReference ``relationship`` declares them crosswise in R4) takes
-        the sibling component's expression that fits its type."""
+        self, model: type[BaseModel], d: SearchParameterDef
+    ) -> list[list[tuple[list[Element], list[Step], str]]]:
+        """Per component, every path its expression can take that can be filled. A component
+        whose expression leads to an element of the wrong type (DocumentReference
+        ``relationship`` declares them crosswise in R4) takes the sibling expression that fits."""
         sources = [c.expression for c in d.components]
         out = []
         for i, component in enumerate(d.components):
             tried = [sources[i], *(s for j, s in enumerate(sources) if j != i)]
+            found: list[tuple[list[Element], list[Step], str]] = []
             for source in tried:
-                try:
-                    steps = _branches(source, relative=True)[0]
-                    path = self.resolve_path(model, steps, component.type)
-                    leaf = self.leaf(component.type, path[-1], steps[-1], (), f"{u}c{i}")
-                except (Unsupported, IndexError):
-                    continue
-                out.append((path, steps, leaf))
-                break
-            else:
+                for _, steps in _branches(source, relative=True):
+                    if steps is None:
+                        continue
+                    try:
+                        paths = self.resolve_paths(model, steps, component.type)
+                    except Unsupported:
+                        continue
+                    for path in paths:
+                        try:
+                            self.leaf(component.type, path[-1], steps[-1], (), "probe")
+                        except Unsupported:
+                            continue
+                        found.append((path, steps, source))
+                if found:
+                    break
+            if not found:
                 raise Unsupported(f"component {component.code} of {d.code}")
+            out.append(found)
         return out
-
-
-def elements_key_group(node: Mapping[str, Any], key: str) -> str | None:
-    """The choice group of ``key`` if ``node`` is a resource or element dict we know; ``None``
-    otherwise. Only used to drop a base's competing ``name<Type>`` key."""
-    for name in ("value", "deceased", "effective", "occurrence", "collected", "multipleBirth"):
-        if key.startswith(name) and key[len(name) : len(name) + 1].isupper():
-            return name
-    return None

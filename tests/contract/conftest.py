@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 import orjson
 import pytest
 
+from hub.engines import open_engine
 from hub.ports import Engine, StoredResource
 from hub.search.extract import extract_index_entries
 from hub.search.model import IndexEntry, SearchQuery, SearchResult
@@ -26,9 +27,7 @@ BASE_URL = "http://hub.example/fhir"
 
 
 def _sqlite(tmp: Path) -> Engine:
-    from adapters.sqlite import SqliteEngine
-
-    return SqliteEngine("sqlite://", data_dir=str(tmp))
+    return open_engine("sqlite://", data_dir=str(tmp))  # found by its entry point, as in serve
 
 
 # (id, factory). PostgreSQL and Elasticsearch join here.

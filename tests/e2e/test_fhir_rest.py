@@ -526,3 +526,26 @@ def test_health_and_metrics(client: TestClient) -> None:
 def test_unknown_route_is_outcome(client: TestClient) -> None:
     outcome(client.get("/fhir/Patient/1/2/3/4"), 404)
     outcome(client.request("OPTIONS", "/fhir/Patient"), 405)
+
+
+def test_health_reports_store_failure_and_projector_errors(hub: Any) -> None:
+    from hub.errors import OutOfResources
+
+    def broken() -> dict[str, object]:
+        raise OutOfResources("disk I/O error")
+
+    with TestClient(hub.app) as c:
+        name = hub.runner.projectors[0].name
+        hub.runner.errors[name] = "connection refused"
+        projectors = c.get("/health").json()["checks"]["projectors"]
+        assert projectors[name]["status"] == "fail"
+        assert projectors[name]["output"] == "connection refused"
+        hub.health.engine.status = broken
+        r = c.get("/health")
+        assert r.status_code == 503
+        body = r.json()
+        assert body["status"] == "fail"
+        assert body["checks"]["store"] == {"status": "fail", "output": "disk I/O error"}
+        assert c.get("/health/live").status_code == 200
+        hub.health.draining = True
+        assert c.get("/health").json()["checks"]["shutdown"]["output"] == "draining"

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DciodvfyResult", "check_iod", "dciodvfy_path", "run_dciodvfy"]
+__all__ = ["DciodvfyResult", "assert_iod_conforms", "check_iod", "dciodvfy_path", "run_dciodvfy"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,17 @@ def run_dciodvfy(path: str | Path, *, timeout: float = 60) -> DciodvfyResult:
 def check_iod(path: str | Path) -> list[str]:
     """The dciodvfy errors for ``path`` (empty when the object conforms to its IOD)."""
     return run_dciodvfy(path).errors
+
+
+def assert_iod_conforms(path: str | Path, *, known_errors: tuple[str, ...] = ()) -> DciodvfyResult:
+    """Raise ``AssertionError`` listing every dciodvfy error for ``path`` except the exact
+    messages in ``known_errors`` (each documented where it is allowed); also when dciodvfy did
+    not recognise the IOD at all. Returns the result, warnings included, for further checks."""
+    result = run_dciodvfy(path)
+    unexpected = [e for e in result.errors if e not in known_errors]
+    if unexpected or not result.iod:
+        listed = "\n".join(unexpected) or "(no IOD recognised)"
+        raise AssertionError(
+            f"dciodvfy: {path} does not conform to its IOD ({result.iod or '?'}):\n{listed}"
+        )
+    return result

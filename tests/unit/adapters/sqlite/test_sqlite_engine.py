@@ -182,20 +182,43 @@ def test_nested_transaction_is_a_savepoint(engine: SqliteEngine) -> None:
     assert [c.id for c in engine.change_feed.read_since(0)] == ["kept", "also"]
 
 
-def test_a_failed_put_leaves_nothing_even_if_the_caller_carries_on(engine: SqliteEngine) -> None:
+def test_a_write_failing_half_way_aborts_the_transaction(engine: SqliteEngine) -> None:
     fresh = ParamRef("fresh", "token")
-    with engine.repository.transaction() as tx:
+    odd = SimpleNamespace(param="odd")  # not an index entry: fails after rows are written
+    with (
+        pytest.raises(HubError, match="rolled back") as info,
+        engine.repository.transaction() as tx,
+    ):
         tx.put("Patient", "a", {"resourceType": "Patient"}, [])
-        odd = SimpleNamespace(param="odd")  # not an index entry: fails after rows are written
-        bogus = [TokenEntry("fresh", None, "x"), odd]
         with pytest.raises(TypeError):
-            tx.put("Patient", "b", {"resourceType": "Patient"}, bogus)  # type: ignore[list-item]
-        tx.put("Patient", "c", {"resourceType": "Patient"}, [TokenEntry("fresh", None, "x")])
-    repo = engine.repository
-    assert repo.read("Patient", "b") is None and repo.count("Patient") == 2
-    assert [c.id for c in engine.change_feed.read_since(0)] == ["a", "c"]
+            tx.put(
+                "Patient", "b", {"resourceType": "Patient"}, [TokenEntry("fresh", None, "x"), odd]
+            )
+        with pytest.raises(HubError, match="aborted"):  # the caller carries on regardless
+            tx.put("Patient", "c", {"resourceType": "Patient"}, [])
+    assert isinstance(info.value.__cause__, TypeError)
+    assert engine.repository.count() == 0 and engine.change_feed.last_seq() == 0
+    # the parameter name created by the failed put is not remembered as committed
+    with engine.repository.transaction() as tx:
+        tx.put("Patient", "d", {"resourceType": "Patient"}, [TokenEntry("fresh", None, "x")])
     query = SearchQuery("Patient", (Criterion(fresh, (TokenValue(code="x"),)),))
-    assert engine.search_index.search(query).matches == [("Patient", "c")]
+    assert engine.search_index.search(query).matches == [("Patient", "d")]
+
+
+def test_a_failed_nested_transaction_is_undone_alone(engine: SqliteEngine) -> None:
+    odd = SimpleNamespace(param="odd")
+    repo = engine.repository
+    with repo.transaction() as outer:
+        outer.put("Patient", "a", {"resourceType": "Patient"}, [])
+        with (
+            pytest.raises(HubError, match="rolled back"),
+            repo.transaction() as inner,
+            pytest.raises(TypeError),
+        ):
+            inner.put("Patient", "b", {"resourceType": "Patient"}, [odd])
+        outer.put("Patient", "c", {"resourceType": "Patient"}, [])
+    assert [c.id for c in engine.change_feed.read_since(0)] == ["a", "c"]
+    assert repo.read("Patient", "b") is None
 
 
 def test_a_transaction_cannot_be_used_after_its_block(engine: SqliteEngine) -> None:

@@ -143,6 +143,7 @@ def test_values_are_bound_never_interpolated(engine: SqliteEngine) -> None:
             ParamRef("combo", "composite", components=("token", "date")),
             (CompositeValue((TokenValue(code="x"),)),),
         ),
+        Criterion(ParamRef("combo", "composite"), modifier="missing", missing=True),
         ChainedCriterion(PATIENT, "Patient", Criterion(GENDER, (StringValue("x"),))),
         HasCriterion("Observation", PATIENT, Criterion(GENDER, (TokenValue(),))),
     ],

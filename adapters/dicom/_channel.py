@@ -1,0 +1,83 @@
+"""The ``dicom`` channel: settings in, a running storage SCP out (``hub.channels`` protocol)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapters.dicom._ingest import DicomIngest
+from adapters.dicom._scp import StorageScp, parse_peers, server_ssl_context
+from hub.blobs import open_blob_store
+from hub.channels import ChannelContext
+from hub.errors import HubError
+from hub.ports import DicomInstanceStore, Engine
+
+
+class NoDicomStore(HubError):
+    hub_code = "HUB-1004"
+
+
+def dicom_store_of(engine: Engine) -> DicomInstanceStore:
+    """The engine's ``DicomInstanceStore`` (``engine.dicom_store``), or ``NoDicomStore``."""
+    store: DicomInstanceStore | None = getattr(engine, "dicom_store", None)
+    if store is None:
+        raise NoDicomStore(f"The {engine.name} engine has no DICOM instance store")
+    return store
+
+
+def make_ingest(context: ChannelContext) -> DicomIngest:
+    """The shared ingest path (C-STORE and ``pixelhub import``) for this hub."""
+    return DicomIngest(
+        dicom_store_of(context.engine),
+        open_blob_store(context.settings.data_dir),
+        notify_change=context.notify_change,
+    )
+
+
+class DicomChannel:
+    """DICOM DIMSE on ``settings.dicom_port`` (``0`` = a free port) bound to
+    ``settings.http_host``, AE title ``settings.dicom_aet``; peers from
+    ``settings.dicom_allowed_peers``; DICOM TLS when ``dicom_tls_cert``/``dicom_tls_key`` are
+    set (PS3.15 B.9)."""
+
+    name = "dicom"
+    port_name = "dicom"
+
+    def __init__(self, context: ChannelContext) -> None:
+        settings = context.settings
+        self.ingest = make_ingest(context)
+        tls = None
+        if settings.dicom_tls_cert or settings.dicom_tls_key:
+            if not (settings.dicom_tls_cert and settings.dicom_tls_key):
+                raise ValueError("DICOM TLS needs both dicom_tls_cert and dicom_tls_key")
+            tls = server_ssl_context(
+                str(settings.dicom_tls_cert),
+                str(settings.dicom_tls_key),
+                str(settings.dicom_tls_ca) if settings.dicom_tls_ca else None,
+            )
+        self.scp = StorageScp(
+            self.ingest,
+            self.ingest.store,
+            ae_title=settings.dicom_aet,
+            host=settings.http_host,
+            port=settings.dicom_port,
+            peers=parse_peers(settings.dicom_allowed_peers, demo=settings.demo),
+            spool_dir=str(Path(settings.data_dir) / "dicom-spool"),
+            max_associations=settings.dicom_max_associations,
+            max_pdu=settings.dicom_max_pdu,
+            acse_timeout=settings.dicom_acse_timeout,
+            dimse_timeout=settings.dicom_dimse_timeout,
+            network_timeout=settings.dicom_network_timeout,
+            ssl_context=tls,
+            notify_change=context.notify_change,
+        )
+
+    def start(self) -> int:
+        return self.scp.start()
+
+    def stop(self, timeout: float) -> None:
+        self.scp.stop(timeout)
+
+
+def create_channel(context: ChannelContext) -> DicomChannel:
+    """The ``pixelhub.channels`` entry point ``dicom``."""
+    return DicomChannel(context)

@@ -1,0 +1,513 @@
+"""The DIMSE storage SCP: Verification (C-ECHO) and the Storage Service Class (C-STORE) for
+every standard storage SOP Class and transfer syntax (DICOM PS3.4 A.4, B.2; PS3.7 9.1.1, 9.1.5;
+PS3.8 upper layer), with pynetdicom.
+
+What pynetdicom does not do by itself, done here:
+
+- ``TCP_NODELAY`` on every association socket (set on the listening socket, inherited by accepted
+  ones, and again per connection), and ``TCP_QUICKACK`` before each read, so neither Nagle's
+  algorithm on our side nor delayed ACKs stall a sender (~40 ms per message otherwise);
+- received data sets are spooled: kept in memory up to ``spool_threshold`` bytes, then written to
+  an anonymous temporary file under the data dir (:class:`_Spool`), prefixed with the PS3.10 file
+  meta built from the C-STORE command, so a large object is never held whole in memory and a
+  transfer cut short leaves nothing behind;
+- the calling AE title (and optionally the peer address) allow-list: others get an
+  A-ASSOCIATE-RJ "calling AE title not recognised" (PS3.8 9.3.4);
+- per-association study bookkeeping: when an association is released or aborted, its studies are
+  flagged for aggregation at once instead of after the quiet period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from io import BytesIO
+from typing import IO, Any, BinaryIO, cast
+
+from pydicom._uid_dict import UID_dictionary
+from pydicom.dataset import Dataset
+from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import C_STORE_RQ, DIMSEMessage
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.events import Event, EventHandlerType
+from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import register_uid, uid_to_service_class
+from pynetdicom.transport import ThreadedAssociationServer
+
+from adapters.dicom._errors import PARSE_ERRORS, SUCCESS, DicomStoreError, store_status
+from adapters.dicom._ingest import DicomIngest, Received
+from adapters.dicom._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, file_meta
+from hub.errors import HubError
+from hub.ports import DicomInstanceStore
+from mappings.dicom_instance import DicomMappingError
+
+log = logging.getLogger("pixelhub.dicom")
+
+# Every standard transfer syntax (PS3.5 Annex A, PS3.6 Table A-1), accepted as received.
+TRANSFER_SYNTAXES = [
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired)
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended (Process 2 & 4)
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless, Non-Hierarchical (Process 14)
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless, SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless Only
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.4.92",  # JPEG 2000 Part 2 Multi-component Lossless Only
+    "1.2.840.10008.1.2.4.93",  # JPEG 2000 Part 2 Multi-component
+    "1.2.840.10008.1.2.4.94",  # JPIP Referenced
+    "1.2.840.10008.1.2.4.95",  # JPIP Referenced Deflate
+    "1.2.840.10008.1.2.4.100",  # MPEG2 Main Profile / Main Level
+    "1.2.840.10008.1.2.4.100.1",  # Fragmentable MPEG2 MP@ML
+    "1.2.840.10008.1.2.4.101",  # MPEG2 Main Profile / High Level
+    "1.2.840.10008.1.2.4.101.1",  # Fragmentable MPEG2 MP@HL
+    "1.2.840.10008.1.2.4.102",  # MPEG-4 AVC/H.264 High Profile / Level 4.1
+    "1.2.840.10008.1.2.4.102.1",
+    "1.2.840.10008.1.2.4.103",  # MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1
+    "1.2.840.10008.1.2.4.103.1",
+    "1.2.840.10008.1.2.4.104",  # MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video
+    "1.2.840.10008.1.2.4.104.1",
+    "1.2.840.10008.1.2.4.105",  # MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video
+    "1.2.840.10008.1.2.4.105.1",
+    "1.2.840.10008.1.2.4.106",  # MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2
+    "1.2.840.10008.1.2.4.106.1",
+    "1.2.840.10008.1.2.4.107",  # HEVC/H.265 Main Profile / Level 5.1
+    "1.2.840.10008.1.2.4.108",  # HEVC/H.265 Main 10 Profile / Level 5.1
+    "1.2.840.10008.1.2.4.110",  # JPEG XL Lossless
+    "1.2.840.10008.1.2.4.111",  # JPEG XL JPEG Recompression
+    "1.2.840.10008.1.2.4.112",  # JPEG XL
+    "1.2.840.10008.1.2.4.201",  # High-Throughput JPEG 2000 Lossless Only
+    "1.2.840.10008.1.2.4.202",  # High-Throughput JPEG 2000 with RPCL Options Lossless Only
+    "1.2.840.10008.1.2.4.203",  # High-Throughput JPEG 2000
+    "1.2.840.10008.1.2.4.204",  # JPIP HTJ2K Referenced
+    "1.2.840.10008.1.2.4.205",  # JPIP HTJ2K Referenced Deflate
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+    "1.2.840.10008.1.2.6.1",  # RFC 2557 MIME encapsulation (retired)
+    "1.2.840.10008.1.2.6.2",  # XML Encoding (retired)
+    "1.2.840.10008.1.2.7.1",  # SMPTE ST 2110-20 Uncompressed Progressive Active Video
+    "1.2.840.10008.1.2.7.2",  # SMPTE ST 2110-20 Uncompressed Interlaced Active Video
+    "1.2.840.10008.1.2.7.3",  # SMPTE ST 2110-30 PCM Digital Audio
+    "1.2.840.10008.1.2.8.1",  # Deflated Image Frame Compression
+]
+VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class (PS3.4 A.4)
+ECHO_SYNTAXES = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]
+SPOOL_THRESHOLD = 2 * 1024 * 1024
+
+# Non-Patient Object Storage (PS3.4 Annex GG) has no patient, study or series to index.
+NON_PATIENT_OBJECTS = frozenset(
+    {
+        "1.2.840.10008.5.1.4.38.1",  # Hanging Protocol
+        "1.2.840.10008.5.1.4.39.1",  # Color Palette
+        "1.2.840.10008.5.1.4.43.1",  # Generic Implant Template
+        "1.2.840.10008.5.1.4.44.1",  # Implant Assembly Template
+        "1.2.840.10008.5.1.4.45.1",  # Implant Template Group
+        "1.2.840.10008.5.1.4.1.1.200.1",  # CT Defined Procedure Protocol
+        "1.2.840.10008.5.1.4.1.1.200.3",  # Protocol Approval
+        "1.2.840.10008.5.1.4.1.1.200.7",  # XA Defined Procedure Protocol
+        "1.2.840.10008.5.1.4.1.1.201.1",  # Inventory
+        "1.2.840.10008.1.3.10",  # Media Storage Directory (DICOMDIR, never sent by C-STORE)
+    }
+)
+
+
+def storage_sop_classes() -> list[str]:
+    """Every standard storage SOP Class of composite patient objects, retired ones included
+    (old modalities still send them): pynetdicom's storage contexts plus the storage classes of
+    the PS3.6 UID registry as pydicom ships it."""
+    found = {str(c.abstract_syntax) for c in AllStoragePresentationContexts if c.abstract_syntax}
+    for uid, (name, kind, *_rest) in UID_dictionary.items():
+        if kind == "SOP Class" and "Storage" in name and "Commitment" not in name:
+            found.add(uid)
+    return sorted(found - NON_PATIENT_OBJECTS)
+
+
+def _register_storage_classes(uids: Iterable[str]) -> None:
+    """Tell pynetdicom which service class serves the storage classes it does not list (the
+    retired ones): the Storage Service Class (PS3.4 B)."""
+    for uid in uids:
+        if uid_to_service_class(uid) is not StorageServiceClass:
+            register_uid(uid, "PixelHubStorage_" + uid.replace(".", "_"), StorageServiceClass)
+
+
+@dataclass(frozen=True)
+class PeerRule:
+    """One ``dicom_allowed_peers`` entry: a calling AE title, optionally ``@address``."""
+
+    ae_title: str
+    address: str | None = None
+
+    @classmethod
+    def parse(cls, entry: str) -> PeerRule:
+        title, _, address = entry.strip().partition("@")
+        title = title.strip()
+        if not title or len(title) > 16:
+            raise ValueError(f"dicom_allowed_peers entry {entry!r}: expected AET[@address]")
+        return cls(title, address.strip() or None)
+
+    def allows(self, ae_title: str, address: str | None) -> bool:
+        return ae_title.strip() == self.ae_title and self.address in (None, address)
+
+
+def parse_peers(entries: Iterable[str], *, demo: bool) -> list[PeerRule] | None:
+    """The allowed peers; ``None`` means any peer ("*", accepted only in demo mode)."""
+    rules = []
+    for entry in entries:
+        if entry.strip() == "*":
+            if not demo:
+                raise ValueError('dicom_allowed_peers "*" (any peer) is allowed only with --demo')
+            return None
+        rules.append(PeerRule.parse(entry))
+    return rules
+
+
+def server_ssl_context(cert: str, key: str, ca: str | None) -> ssl.SSLContext:
+    """TLS for DICOM (PS3.15 B.9 BCP 195 profile): TLS 1.2 or later; with ``ca``, peers must
+    present a certificate it signed (PS3.15 B.1 authentication of the association requestor)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if ca:
+        context.load_verify_locations(ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+class _Spool(BytesIO):
+    """Receives one C-STORE data set: the PS3.10 file meta first, then the data set fragments;
+    in memory up to ``threshold`` bytes, then in an anonymous temporary file (never named on
+    disk, so nothing is left if the transfer is cut short or the process dies).
+
+    It is a ``BytesIO`` because pynetdicom accepts nothing else as a data set; only ``write``
+    is called while the message is received.
+    """
+
+    def __init__(
+        self, message: DIMSEMessage, assoc: Association, directory: str, threshold: int
+    ) -> None:
+        super().__init__()
+        self._message: DIMSEMessage | None = message
+        self._assoc: Association | None = assoc
+        self._directory = directory
+        self._threshold = threshold
+        self._file: IO[bytes] | None = None
+        self.meta = b""
+        self.transfer_syntax_uid = ""
+
+    def _start(self) -> None:
+        message, assoc = self._message, self._assoc
+        self._message = self._assoc = None
+        if not isinstance(message, C_STORE_RQ) or assoc is None:
+            return
+        command = message.command_set
+        context = assoc._accepted_cx.get(cast(int, message.context_id))
+        if context is None:
+            return
+        self.transfer_syntax_uid = str(context.transfer_syntax[0])
+        self.meta = file_meta(
+            str(command.AffectedSOPClassUID or ""),
+            str(command.AffectedSOPInstanceUID or ""),
+            self.transfer_syntax_uid,
+        )
+        super().write(self.meta)
+
+    def write(self, data: Any) -> int:
+        if self._message is not None:
+            self._start()
+        if self._file is None:
+            if super().tell() + len(data) <= self._threshold:
+                return super().write(data)
+            self._file = tempfile.TemporaryFile(dir=self._directory, prefix="cstore-")  # noqa: SIM115
+            self._file.write(super().getvalue())
+            super().seek(0)
+            super().truncate(0)
+        return self._file.write(data)
+
+    @property
+    def size(self) -> int:
+        if self._file is not None:
+            return self._file.seek(0, os.SEEK_END)
+        return len(super().getbuffer())
+
+    def reader(self) -> IO[bytes]:
+        """The received bytes (file meta + data set), for reading from the start."""
+        if self._file is not None:
+            self._file.flush()
+            self._file.seek(0)
+            return self._file
+        self.seek(0)
+        return self
+
+    def discard(self) -> None:
+        """Free the memory and remove the temporary file."""
+        self._message = self._assoc = None
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        if not self.closed:
+            super().seek(0)
+            super().truncate(0)
+
+
+class _SpoolingDimse(DIMSEServiceProvider):
+    """pynetdicom's DIMSE provider, receiving each message's data set into a :class:`_Spool`."""
+
+    def __init__(self, assoc: Association, directory: str, threshold: int) -> None:
+        super().__init__(assoc)
+        self._directory = directory
+        self._threshold = threshold
+
+    def receive_primitive(self, primitive: P_DATA) -> None:
+        if self.message is None:
+            message = DIMSEMessage()
+            message.data_set = _Spool(message, self.assoc, self._directory, self._threshold)
+            self.message = message
+        super().receive_primitive(primitive)
+
+    def discard_partial(self) -> None:
+        """Drop a message whose transfer did not finish (association aborted or closed)."""
+        message = self.message
+        if message is not None and isinstance(message.data_set, _Spool):
+            message.data_set.discard()
+
+
+def _tune_socket(raw: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class StorageScp:
+    """A storage SCP serving on ``host:port`` until ``stop`` (see the module doc)."""
+
+    def __init__(
+        self,
+        ingest: DicomIngest,
+        store: DicomInstanceStore,
+        *,
+        ae_title: str,
+        host: str,
+        port: int,
+        peers: list[PeerRule] | None,
+        spool_dir: str,
+        max_associations: int = 20,
+        max_pdu: int = 0,
+        acse_timeout: float = 30.0,
+        dimse_timeout: float = 30.0,
+        network_timeout: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+        spool_threshold: int = SPOOL_THRESHOLD,
+        notify_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.ingest = ingest
+        self.store = store
+        self.host = host
+        self.port = port
+        self.peers = peers
+        self.spool_dir = spool_dir
+        self.spool_threshold = spool_threshold
+        self.ssl_context = ssl_context
+        self.notify_change = notify_change
+        self._studies: dict[int, set[str]] = {}
+        self._lock = threading.Lock()
+        self._server: ThreadedAssociationServer | None = None
+        self.bound_port = 0
+        ae = AE(ae_title=ae_title)
+        ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+        ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+        classes = storage_sop_classes()
+        _register_storage_classes(classes)
+        for sop_class in classes:
+            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+        ae.add_supported_context(VERIFICATION, ECHO_SYNTAXES)
+        ae.maximum_pdu_size = max_pdu
+        ae.maximum_associations = max_associations
+        ae.acse_timeout = acse_timeout
+        ae.dimse_timeout = dimse_timeout
+        ae.network_timeout = network_timeout
+        ae.require_called_aet = True
+        self.ae = ae
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> int:
+        """Bind and serve in background threads; returns the bound port."""
+        os.makedirs(self.spool_dir, exist_ok=True)
+        _config.LOG_HANDLER_LEVEL = "none"  # no per-message log formatting on the hot path
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        handlers: list[EventHandlerType] = [
+            (evt.EVT_CONN_OPEN, self.handle_conn_open),
+            (evt.EVT_REQUESTED, self.handle_requested),
+            (evt.EVT_C_ECHO, self.handle_echo),
+            (evt.EVT_C_STORE, self.handle_store),
+            (evt.EVT_RELEASED, self.handle_ended),
+            (evt.EVT_ABORTED, self.handle_ended),
+            (evt.EVT_CONN_CLOSE, self.handle_ended),
+        ]
+        server = self.ae.start_server(
+            (self.host, self.port),
+            block=False,
+            evt_handlers=handlers,
+            ssl_context=self.ssl_context,
+        )
+        assert server is not None
+        if server.socket is not None:
+            _tune_socket(server.socket)  # accepted sockets inherit TCP_NODELAY (Linux)
+        self._server = server
+        self.bound_port = int(server.server_address[1])
+        log.info("DICOM storage SCP %s listening on port %d", self.ae.ae_title, self.bound_port)
+        return self.bound_port
+
+    def active(self) -> list[Association]:
+        return [] if self._server is None else self._server.active_associations
+
+    def stop(self, timeout: float) -> None:
+        """Stop accepting; let in-flight associations finish for ``timeout`` s, then abort."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = [a for a in server.active_associations if a.is_alive()]
+            if not running:
+                break
+            time.sleep(0.02)
+        for assoc in server.active_associations:
+            if assoc.is_alive():
+                log.warning("aborting DICOM association from %s at shutdown", self._peer(assoc))
+                assoc.abort()
+        for assoc in server.active_associations:
+            assoc.join(5)
+
+    # ------------------------------------------------------------------ handlers
+
+    @staticmethod
+    def _peer(assoc: Association) -> str:
+        title = assoc.requestor.ae_title or "?"
+        try:
+            address = assoc.requestor.address
+        except ValueError:
+            address = "?"
+        return f"{title.strip()}@{address}"
+
+    def handle_conn_open(self, event: Event) -> None:
+        """Socket options and the spooling DIMSE provider, before the association starts."""
+        assoc = event.assoc
+        transport = assoc.dul.socket
+        if transport is not None and transport.socket is not None:
+            raw = transport.socket
+            _tune_socket(raw)
+            receive = transport.recv
+
+            def recv_quickack(nr_bytes: int) -> bytearray:
+                # Linux drops quick-ACK mode after a while: re-arm it before every read.
+                with contextlib.suppress(OSError):
+                    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+                return receive(nr_bytes)
+
+            if hasattr(socket, "TCP_QUICKACK"):
+                setattr(transport, "recv", recv_quickack)  # noqa: B010 (instance override)
+        assoc.dimse = _SpoolingDimse(assoc, self.spool_dir, self.spool_threshold)
+
+    def handle_requested(self, event: Event) -> None:
+        """A-ASSOCIATE-RJ (permanent, service user, calling AE title not recognised) for a peer
+        not in the allow-list (PS3.8 9.3.4)."""
+        assoc = event.assoc
+        if self.peers is None:
+            return
+        request = assoc.requestor.primitive
+        title = str(request.calling_ae_title if request is not None else "").strip()
+        try:
+            address: str | None = assoc.requestor.address
+        except ValueError:
+            address = None
+        if any(rule.allows(title, address) for rule in self.peers):
+            return
+        log.warning("DICOM association from %s@%s rejected: not an allowed peer", title, address)
+        assoc.acse.send_reject(0x01, 0x01, 0x03)
+        assoc.is_rejected = True
+        evt.trigger(assoc, evt.EVT_REJECTED, {})
+        assoc.kill()
+
+    def handle_echo(self, event: Event) -> int:
+        """C-ECHO: success (PS3.4 A.4)."""
+        return SUCCESS
+
+    def handle_store(self, event: Event) -> int | Dataset:
+        """C-STORE (PS3.4 B.2.3): success only once the instance is durable; otherwise the
+        failure status with an Error Comment (0000,0902)."""
+        request = cast(C_STORE, event.request)
+        spool = request.DataSet
+        assoc = event.assoc
+        try:
+            if not isinstance(spool, _Spool) or not spool.meta:
+                raise ValueError("no data set received")
+            received = Received(
+                body=cast(BinaryIO, spool.reader()),
+                body_offset=len(spool.meta),
+                body_end=spool.size,
+                prefix=spool.meta,
+                transfer_syntax_uid=spool.transfer_syntax_uid,
+                sop_class_uid=str(request.AffectedSOPClassUID or ""),
+                sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
+                source=self._peer(assoc),
+            )
+            result = self.ingest.ingest(received)
+            with self._lock:
+                self._studies.setdefault(id(assoc), set()).add(result.record.study_instance_uid)
+            return SUCCESS
+        except Exception as exc:
+            status, text = store_status(exc)
+            level = logging.ERROR if status == 0xC000 and not _expected(exc) else logging.WARNING
+            log.log(
+                level,
+                "C-STORE %s from %s refused 0x%04X: %s",
+                request.AffectedSOPInstanceUID,
+                self._peer(assoc),
+                status,
+                text,
+                exc_info=not _expected(exc),
+            )
+            answer = Dataset()
+            answer.Status = status
+            answer.ErrorComment = text
+            return answer
+        finally:
+            if isinstance(spool, _Spool):
+                spool.discard()
+
+    def handle_ended(self, event: Event) -> None:
+        """Association released, aborted or its connection closed: drop a partial transfer and
+        have the association's studies aggregated now."""
+        assoc = event.assoc
+        dimse = assoc.dimse
+        if isinstance(dimse, _SpoolingDimse):
+            dimse.discard_partial()
+        with self._lock:
+            studies = self._studies.pop(id(assoc), set())
+        if studies:
+            try:
+                self.store.request_flush(sorted(studies))
+            except Exception:
+                log.exception("could not flag studies for aggregation")
+            self.notify_change()
+
+
+def _expected(exc: BaseException) -> bool:
+    """Bad input or a full disk: logged without a traceback."""
+    return isinstance(exc, (DicomStoreError, DicomMappingError, HubError, *PARSE_ERRORS))

@@ -1,0 +1,352 @@
+"""``SqliteDicomStore``: the index of stored DICOM instances (``hub.ports.DicomInstanceStore``).
+
+Tables (created with ``CREATE TABLE IF NOT EXISTS`` when the engine opens, outside the FHIR
+schema's version number, so existing stores gain them in place):
+
+    dicom_instance          one row per SOP Instance UID: its blob, hash, size, version and the
+                            header summary (JSON) the FHIR mappings need
+    dicom_instance_version  every earlier version of a replaced instance (blob key and hash)
+    dicom_study_pending     studies with instances stored since their last aggregation: the
+                            generation (the seq of the latest change), when the last instance
+                            arrived, whether a flush was requested, and the replacements
+
+``store`` writes the row, the change-feed record (``DicomInstance``/SOP Instance UID) and the
+pending-study row in one transaction. Concurrent callers are committed together (group commit):
+the first caller to get the commit lock writes every record queued so far in one ``BEGIN
+IMMEDIATE`` ... ``COMMIT`` (one fsync), each record in its own savepoint, so one failing record
+fails alone; the others return as soon as that commit is durable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from adapters.sqlite._db import Database
+from adapters.sqlite._errors import sqlite_errors
+from adapters.sqlite._time import format_ms, now_ms
+from hub.ports import DicomInstanceRecord, PendingStudy, Replacement, StoreResult
+
+if TYPE_CHECKING:
+    from hub.ports import DicomInstanceStore
+
+CHANGE_TYPE = "DicomInstance"
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS dicom_instance (
+        sop_uid    TEXT    PRIMARY KEY,
+        study_uid  TEXT    NOT NULL,
+        series_uid TEXT    NOT NULL,
+        sop_class  TEXT    NOT NULL,
+        ts_uid     TEXT    NOT NULL,
+        blob_key   TEXT    NOT NULL,
+        sha256     TEXT    NOT NULL,
+        size       INTEGER NOT NULL,
+        version    INTEGER NOT NULL,
+        received   TEXT    NOT NULL,
+        source     TEXT    NOT NULL,
+        summary    BLOB    NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS dicom_instance_study ON dicom_instance (study_uid)",
+    """CREATE TABLE IF NOT EXISTS dicom_instance_version (
+        sop_uid  TEXT    NOT NULL,
+        version  INTEGER NOT NULL,
+        blob_key TEXT    NOT NULL,
+        sha256   TEXT    NOT NULL,
+        size     INTEGER NOT NULL,
+        received TEXT    NOT NULL,
+        source   TEXT    NOT NULL,
+        PRIMARY KEY (sop_uid, version)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS dicom_study_pending (
+        study_uid       TEXT    PRIMARY KEY,
+        generation      INTEGER NOT NULL,
+        quiet_since_ms  INTEGER NOT NULL,
+        flush_requested INTEGER NOT NULL DEFAULT 0,
+        replacements    BLOB
+    ) WITHOUT ROWID""",
+)
+
+_COLUMNS = (
+    "sop_uid, study_uid, series_uid, sop_class, ts_uid, blob_key, sha256, size, version,"
+    " received, source, summary"
+)
+_SELECT = f"SELECT {_COLUMNS} FROM dicom_instance"
+_UPSERT = (
+    f"INSERT INTO dicom_instance ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (sop_uid) DO UPDATE SET study_uid = excluded.study_uid,"
+    " series_uid = excluded.series_uid, sop_class = excluded.sop_class,"
+    " ts_uid = excluded.ts_uid, blob_key = excluded.blob_key, sha256 = excluded.sha256,"
+    " size = excluded.size, version = excluded.version, received = excluded.received,"
+    " source = excluded.source, summary = excluded.summary"
+)
+_KEEP_OLD = (
+    "INSERT OR REPLACE INTO dicom_instance_version"
+    " (sop_uid, version, blob_key, sha256, size, received, source) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_CHANGE = "INSERT INTO change (res_type, res_id, version, op) VALUES (?, ?, ?, ?)"
+_PENDING = (
+    "INSERT INTO dicom_study_pending (study_uid, generation, quiet_since_ms, replacements)"
+    " VALUES (?, ?, ?, ?) ON CONFLICT (study_uid) DO UPDATE SET"
+    " generation = excluded.generation, quiet_since_ms = excluded.quiet_since_ms,"
+    " replacements = coalesce(excluded.replacements, replacements)"
+)
+
+
+def _record(row: sqlite3.Row | tuple[Any, ...]) -> DicomInstanceRecord:
+    sop, study, series, sop_class, ts, key, sha, size, version, received, source, summary = row
+    return DicomInstanceRecord(
+        sop_instance_uid=sop,
+        study_instance_uid=study,
+        series_instance_uid=series,
+        sop_class_uid=sop_class,
+        transfer_syntax_uid=ts,
+        blob_key=key,
+        sha256=sha,
+        size=int(size),
+        summary=orjson.loads(summary),
+        source=source,
+        version=int(version),
+        received=received,
+    )
+
+
+def _replacement_json(r: Replacement) -> dict[str, Any]:
+    return {
+        "sop": r.sop_instance_uid,
+        "old": r.old_version,
+        "new": r.new_version,
+        "old_sha256": r.old_sha256,
+        "new_sha256": r.new_sha256,
+        "source": r.source,
+        "received": r.received,
+    }
+
+
+def _replacement(data: dict[str, Any]) -> Replacement:
+    return Replacement(
+        sop_instance_uid=str(data["sop"]),
+        old_version=int(data["old"]),
+        new_version=int(data["new"]),
+        old_sha256=str(data["old_sha256"]),
+        new_sha256=str(data["new_sha256"]),
+        source=str(data.get("source", "")),
+        received=str(data.get("received", "")),
+    )
+
+
+class _Queued:
+    __slots__ = ("done", "error", "record", "result")
+
+    def __init__(self, record: DicomInstanceRecord) -> None:
+        self.record = record
+        self.done = False
+        self.result: StoreResult | None = None
+        self.error: BaseException | None = None
+
+
+class SqliteDicomStore:
+    """``DicomInstanceStore`` on the engine's SQLite database (see the module doc)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._queue: list[_Queued] = []
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+        with db.write() as conn, sqlite_errors():
+            for statement in DDL:
+                conn.execute(statement)
+        self.batches = 0  # commits made by store(), for the benchmark and tests
+
+    # ------------------------------------------------------------------ writes
+
+    def store(self, record: DicomInstanceRecord) -> StoreResult:
+        """Insert or replace one instance (durable when this returns); see the module doc."""
+        item = _Queued(record)
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._commit_lock:
+            if not item.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if item.error is not None:
+            raise item.error
+        assert item.result is not None
+        return item.result
+
+    def _commit(self, batch: list[_Queued]) -> None:
+        try:
+            with self._db.write() as conn:
+                for item in batch:
+                    try:
+                        with self._db.write():  # a savepoint: a failing record fails alone
+                            item.result = self._store_one(conn, item.record)
+                    except Exception as exc:
+                        item.error = exc
+            self.batches += 1
+        except BaseException as exc:  # the commit itself failed: nothing of the batch is stored
+            for item in batch:
+                item.result, item.error = None, exc
+        finally:
+            for item in batch:
+                item.done = True
+
+    def _store_one(self, conn: sqlite3.Connection, record: DicomInstanceRecord) -> StoreResult:
+        with sqlite_errors():
+            row = conn.execute(
+                f"{_SELECT} WHERE sop_uid = ?", (record.sop_instance_uid,)
+            ).fetchone()
+            previous = _record(row) if row is not None else None
+            if previous is not None and previous.sha256 == record.sha256:
+                return StoreResult(previous, stored=False)
+            ms = now_ms()
+            received = format_ms(ms)
+            version = 1 if previous is None else previous.version + 1
+            conn.execute(
+                _UPSERT,
+                (
+                    record.sop_instance_uid,
+                    record.study_instance_uid,
+                    record.series_instance_uid,
+                    record.sop_class_uid,
+                    record.transfer_syntax_uid,
+                    record.blob_key,
+                    record.sha256,
+                    record.size,
+                    version,
+                    received,
+                    record.source,
+                    orjson.dumps(record.summary),
+                ),
+            )
+            replacements: bytes | None = None
+            replaced = previous is not None
+            if previous is not None:
+                conn.execute(
+                    _KEEP_OLD,
+                    (
+                        previous.sop_instance_uid,
+                        previous.version,
+                        previous.blob_key,
+                        previous.sha256,
+                        previous.size,
+                        previous.received,
+                        previous.source,
+                    ),
+                )
+                found = conn.execute(
+                    "SELECT replacements FROM dicom_study_pending WHERE study_uid = ?",
+                    (record.study_instance_uid,),
+                ).fetchone()
+                known = orjson.loads(found[0]) if found and found[0] else []
+                known.append(
+                    _replacement_json(
+                        Replacement(
+                            record.sop_instance_uid,
+                            previous.version,
+                            version,
+                            previous.sha256,
+                            record.sha256,
+                            record.source,
+                            received,
+                        )
+                    )
+                )
+                replacements = orjson.dumps(known)
+            op = "update" if replaced else "create"
+            cur = conn.execute(_CHANGE, (CHANGE_TYPE, record.sop_instance_uid, version, op))
+            seq = int(cur.lastrowid or 0)
+            conn.execute(_PENDING, (record.study_instance_uid, seq, ms, replacements))
+            if previous is not None and previous.study_instance_uid != record.study_instance_uid:
+                # The instance moved to another study: the old one must be rebuilt too.
+                conn.execute(_PENDING, (previous.study_instance_uid, seq, ms, None))
+        stored = DicomInstanceRecord(
+            sop_instance_uid=record.sop_instance_uid,
+            study_instance_uid=record.study_instance_uid,
+            series_instance_uid=record.series_instance_uid,
+            sop_class_uid=record.sop_class_uid,
+            transfer_syntax_uid=record.transfer_syntax_uid,
+            blob_key=record.blob_key,
+            sha256=record.sha256,
+            size=record.size,
+            summary=record.summary,
+            source=record.source,
+            version=version,
+            received=received,
+        )
+        return StoreResult(stored, stored=True, replaced=replaced, previous=previous)
+
+    def request_flush(self, study_instance_uids: Sequence[str]) -> None:
+        """Mark the studies for aggregation now (the sender has finished)."""
+        if not study_instance_uids:
+            return
+        with self._db.write() as conn, sqlite_errors():
+            conn.executemany(
+                "UPDATE dicom_study_pending SET flush_requested = 1 WHERE study_uid = ?",
+                [(uid,) for uid in study_instance_uids],
+            )
+
+    def mark_aggregated(self, study_instance_uid: str, generation: int) -> bool:
+        """Clear the pending row if its generation is still ``generation``."""
+        with self._db.write() as conn, sqlite_errors():
+            cur = conn.execute(
+                "DELETE FROM dicom_study_pending WHERE study_uid = ? AND generation = ?",
+                (study_instance_uid, generation),
+            )
+            return cur.rowcount > 0
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, sop_instance_uid: str) -> DicomInstanceRecord | None:
+        with sqlite_errors():
+            row = (
+                self._db.reader()
+                .execute(f"{_SELECT} WHERE sop_uid = ?", (sop_instance_uid,))
+                .fetchone()
+            )
+        return None if row is None else _record(row)
+
+    def instances_of_study(self, study_instance_uid: str) -> list[DicomInstanceRecord]:
+        with sqlite_errors():
+            rows = (
+                self._db.reader()
+                .execute(f"{_SELECT} WHERE study_uid = ? ORDER BY sop_uid", (study_instance_uid,))
+                .fetchall()
+            )
+        return [_record(r) for r in rows]
+
+    def count(self) -> int:
+        with sqlite_errors():
+            row = self._db.reader().execute("SELECT count(*) FROM dicom_instance").fetchone()
+        return int(row[0])
+
+    def pending_studies(self, limit: int = 1000) -> list[PendingStudy]:
+        with sqlite_errors():
+            rows = (
+                self._db.reader()
+                .execute(
+                    "SELECT study_uid, generation, quiet_since_ms, flush_requested, replacements"
+                    " FROM dicom_study_pending ORDER BY quiet_since_ms LIMIT ?",
+                    (max(0, limit),),
+                )
+                .fetchall()
+            )
+        return [
+            PendingStudy(
+                study_instance_uid=uid,
+                generation=int(gen),
+                quiet_since=int(ms) / 1000,
+                flush_requested=bool(flush),
+                replacements=tuple(_replacement(r) for r in orjson.loads(reps)) if reps else (),
+            )
+            for uid, gen, ms, flush, reps in rows
+        ]
+
+
+if TYPE_CHECKING:  # mypy proves the store implements the port
+    _store: DicomInstanceStore = SqliteDicomStore(Database(""))
