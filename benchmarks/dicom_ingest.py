@@ -249,10 +249,22 @@ def send(receiver: Any, folder: Path, associations: int, *, nodelay: bool = True
     started = time.monotonic()
     procs = [
         subprocess.Popen(
-            ["/usr/bin/storescu", "-aet", SENDER_AET, "-aec", receiver.aet, "+sd", "+r",
-             "127.0.0.1", str(receiver.port), *map(str, group)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                "/usr/bin/storescu",
+                "-aet",
+                SENDER_AET,
+                "-aec",
+                receiver.aet,
+                "+sd",
+                "+r",
+                "127.0.0.1",
+                str(receiver.port),
+                *map(str, group),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         for group in groups
     ]
     failed = []
@@ -282,14 +294,16 @@ def latency_probe(port: int, n: int, size: int) -> dict[str, float]:
     )
     if not assoc.is_established:
         raise SystemExit("latency probe: association refused")
-    study = generate_uid()
+    study, series = generate_uid(), generate_uid()
     pixels = bytes(side * side * 2)
     times = []
     try:
         for i in range(n):
             ds = Dataset()
+            ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
             ds.SOPClassUID, ds.SOPInstanceUID = CT, generate_uid()
-            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, f"{study}.1"
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
             ds.Modality, ds.PatientID, ds.InstanceNumber = "CT", "PROBE-1", i + 1
             ds.Rows = ds.Columns = side
             ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
@@ -419,7 +433,11 @@ def report(rows: list[dict[str, Any]], probes: dict[str, Any]) -> None:
         ratios = []
         for other in ("storescp", "orthanc"):
             peer = index.get((other, *key))
-            ratio = r["inst_per_s"] / peer["inst_per_s"] if peer and r["receiver"] == "pixelhub" else None
+            ratio = (
+                r["inst_per_s"] / peer["inst_per_s"]
+                if peer and r["receiver"] == "pixelhub"
+                else None
+            )
             ratios.append(f"{ratio:.2f}x" if ratio else "")
         searchable = f"{r['searchable_after_s']:.2f} s" if "searchable_after_s" in r else ""
         print(

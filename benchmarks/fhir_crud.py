@@ -35,7 +35,12 @@ DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 
 def start_hub(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    env = {**os.environ, "PIXELHUB_AUTH_TOKENS": TOKEN, "PIXELHUB_LOG_LEVEL": "warning", "PIXELHUB_CHANNELS": "http"}
+    env = {
+        **os.environ,
+        "PIXELHUB_AUTH_TOKENS": TOKEN,
+        "PIXELHUB_LOG_LEVEL": "warning",
+        "PIXELHUB_CHANNELS": "http",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub", "serve", "--http-port", "0", "--data-dir", str(data_dir)],
         env=env,

@@ -72,3 +72,146 @@ def import_(
     )
     print_summary(Console(), counts, rejected)
     sys.exit(2 if rejected else 0)
+
+
+@main.group()
+def clients() -> None:
+    """Register and list SMART clients (SMART App Launch 2.2 ``client-authentication.html``)."""
+
+
+_DATA_DIR = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="[./pixelhub-data]"
+)
+_CONFIG = click.option(
+    "--config", "config", type=click.Path(dir_okay=False), help="pixelhub.toml to read"
+)
+
+
+@clients.command(name="add")
+@click.argument("name")
+@click.option(
+    "--type",
+    "client_type",
+    required=True,
+    type=click.Choice(["public", "confidential-symmetric", "confidential-asymmetric"]),
+    help="public: PKCE only; symmetric: a generated secret; asymmetric: private_key_jwt",
+)
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="where the authorization endpoint may send the browser back (repeatable)",
+)
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="JWK Set file with the client's public keys (asymmetric clients)",
+)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    help="scope the client may be granted, e.g. system/ImagingStudy.rs (repeatable)",
+)
+@_CONFIG
+@_DATA_DIR
+def clients_add(
+    name: str,
+    client_type: str,
+    jwks_file: Path | None,
+    redirect_uris: tuple[str, ...],
+    scopes: tuple[str, ...],
+    config: str | None,
+    **flags: Any,
+) -> None:
+    """Register client NAME; prints its client_id (and, once, its secret)."""
+    import json
+
+    from hub.smart import ClientStore
+
+    settings = _settings(config, **flags)
+    jwks = None
+    if jwks_file is not None:
+        try:
+            jwks = json.loads(jwks_file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise click.UsageError(f"--jwks: not a JSON file: {exc}") from None
+    words = tuple(w for s in scopes for w in s.split())
+    try:
+        client, secret = ClientStore(settings.clients_file).add(
+            name,
+            client_type,  # type: ignore[arg-type]
+            words,
+            jwks=jwks,
+            redirect_uris=redirect_uris,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"client_id: {client.client_id}")
+    if secret is not None:
+        click.echo(f"client_secret: {secret}")
+        click.echo("The secret is shown only now; PixelHub keeps only its hash.", err=True)
+
+
+@clients.command(name="list")
+@_CONFIG
+@_DATA_DIR
+def clients_list(config: str | None, **flags: Any) -> None:
+    """List the registered clients (never their secrets)."""
+    from hub.smart import ClientStore
+
+    settings = _settings(config, **flags)
+    for client in ClientStore(settings.clients_file).list():
+        click.echo(f"{client.client_id}\t{client.name}\t{client.type}\t{' '.join(client.scopes)}")
+
+
+@main.group()
+def users() -> None:
+    """Manage the local users who sign in to SMART apps."""
+
+
+@users.command(name="add")
+@click.argument("name")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    type=click.Choice(["clinician", "technologist", "auditor", "admin"]),
+    help="repeatable",
+)
+@click.option("--fhir-user", required=True, help="the FHIR user, e.g. Practitioner/123")
+@click.password_option(help="asked for when not given (twice, hidden)")
+@_CONFIG
+@_DATA_DIR
+def users_add(
+    name: str,
+    roles: tuple[str, ...],
+    fhir_user: str,
+    password: str,
+    config: str | None,
+    **flags: Any,
+) -> None:
+    """Add user NAME (the password is stored as an scrypt hash)."""
+    from hub.smart.users import UserStore
+
+    settings = _settings(config, **flags)
+    try:
+        UserStore(settings.users_file).add(name, password, roles, fhir_user)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"user {name} added")
+
+
+@users.command(name="list")
+@_CONFIG
+@_DATA_DIR
+def users_list(config: str | None, **flags: Any) -> None:
+    """List the users (never their password hashes)."""
+    from hub.smart.users import UserStore
+
+    settings = _settings(config, **flags)
+    for user in UserStore(settings.users_file).list():
+        click.echo(f"{user.username}\t{','.join(user.roles)}\t{user.fhir_user}")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from fastapi import FastAPI
 
 from hub import __version__
-from hub.auth import AccessPolicy
+from hub.auth import AccessPolicy, Principal
 from hub.channels import Channel, ChannelContext, enabled_channels
 from hub.config import Settings
 from hub.engines import open_engine
+from hub.errors import HubError
 from hub.fhir.capability import capability_statement
 from hub.fhir.service import FhirService, ServiceOptions
 from hub.health import HealthCheck
@@ -21,6 +24,43 @@ from hub.imaging import OrderLinkingProjector, StudyAggregator
 from hub.ports import Engine
 from hub.projectors import Projector, ProjectorRunner, SearchIndexProjector
 from hub.search.registry import default_registry
+from hub.smart import AuthorizationServer, ClientStore, Endpoints, KeyStore
+from hub.smart.authorize import CodeFlow
+from hub.smart.users import UserStore
+
+
+class FhirPatientDirectory:
+    """The patient picker's patients, read through the FHIR service (SMART ``launch/patient``)."""
+
+    LIMIT = 100
+    _principal = Principal(
+        "pixelhub-authorize", kind="peer", scopes=frozenset({"system/Patient.rs"})
+    )
+
+    def __init__(self, service: FhirService) -> None:
+        self._service = service
+
+    @staticmethod
+    def _display(resource: dict[str, Any]) -> str:
+        names = resource.get("name") or [{}]
+        name = names[0]
+        text = name.get("text") or " ".join([*name.get("given", []), name.get("family", "")])
+        born = resource.get("birthDate")
+        return f"{text.strip() or resource['id']}" + (f" (born {born})" if born else "")
+
+    def list_patients(self) -> list[tuple[str, str]]:
+        bundle = self._service.search(
+            self._principal, "Patient", [("_count", str(self.LIMIT)), ("_sort", "family")]
+        )
+        resources = orjson.loads(orjson.dumps(bundle.get("entry", [])))  # entries hold Fragments
+        return [(e["resource"]["id"], self._display(e["resource"])) for e in resources]
+
+    def display(self, patient_id: str) -> str | None:
+        try:
+            stored = self._service.read(self._principal, "Patient", patient_id)
+        except HubError:
+            return None
+        return self._display(orjson.loads(stored.data)) if stored.data else None
 
 
 @dataclass
@@ -61,7 +101,17 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = open_engine(settings.database, data_dir=str(settings.data_dir))
     registry = default_registry()
-    policy = AccessPolicy(demo=settings.demo, tokens=settings.auth_tokens)
+    auth_server = AuthorizationServer(
+        KeyStore(settings.keys_dir),
+        ClientStore(settings.clients_file),
+        Endpoints(issuer=settings.issuer(base_url), fhir_base=base_url.rstrip("/")),
+        access_token_lifetime=settings.access_token_lifetime,
+    )
+    policy = AccessPolicy(
+        demo=settings.demo,
+        tokens=settings.auth_tokens,
+        verify_token=auth_server.verify_access_token,
+    )
     options = ServiceOptions(
         base_url=base_url,
         default_page_size=settings.default_page_size,
@@ -69,6 +119,7 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         referential_integrity=settings.referential_integrity,
     )
     service = FhirService(engine, policy, options, registry)
+    CodeFlow(auth_server, UserStore(settings.users_file), patients=FhirPatientDirectory(service))
     projectors: list[Projector] = (
         []
         if engine.search_index.synchronous
@@ -93,8 +144,14 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         service=service,
         policy=policy,
         max_body_bytes=settings.max_body_bytes,
-        capability_statement=capability_statement(base_url, registry, software_version=__version__),
+        capability_statement=capability_statement(
+            base_url,
+            registry,
+            software_version=__version__,
+            security=auth_server.capability_security(),
+        ),
         health=health,
         metrics=metrics,
+        auth_server=auth_server,
     )
     return Hub(settings, engine, service, policy, runner, health, create_app(state))

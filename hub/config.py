@@ -36,8 +36,12 @@ class Settings(BaseSettings):
     elasticsearch_url: str | None = None
     base_url: str | None = None  # public FHIR base; default http://<host>:<port>/fhir
     demo: bool = False
-    # Static bearer tokens accepted until the SMART authorization server lands (issue 6).
+    # Static bearer tokens with full access, for tests and operations (beside SMART tokens).
     auth_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # SMART authorization server (issue 6): issuer URL (default: the FHIR base's origin + /auth)
+    # and the lifetime of the access tokens it issues.
+    smart_issuer: str | None = None
+    access_token_lifetime: int = Field(300, ge=30, le=3600)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     default_page_size: int = Field(50, ge=1, le=1000)
     max_page_size: int = Field(1000, ge=1, le=10000)
@@ -101,6 +105,28 @@ class Settings(BaseSettings):
         toml_path = os.environ.get("PIXELHUB_CONFIG", "pixelhub.toml")
         toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
         return (init_settings, env_settings, toml)
+
+    @property
+    def keys_dir(self) -> Path:
+        """Where the token-signing keys live."""
+        return self.data_dir / "keys"
+
+    @property
+    def clients_file(self) -> Path:
+        """Where the registered OAuth clients live."""
+        return self.data_dir / "smart" / "clients.json"
+
+    @property
+    def users_file(self) -> Path:
+        """Where the local users (who sign in to SMART apps) live."""
+        return self.data_dir / "smart" / "users.json"
+
+    def issuer(self, fhir_base: str) -> str:
+        """The authorization server's issuer URL: ``smart_issuer`` or ``<FHIR base>/../auth``."""
+        if self.smart_issuer:
+            return self.smart_issuer.rstrip("/")
+        base = fhir_base.rstrip("/")
+        return f"{base.removesuffix('/fhir')}/auth"
 
     @property
     def database(self) -> str:

@@ -67,6 +67,8 @@ def serve(settings: Settings) -> int:
     host_for_url = f"[{settings.http_host}]" if ":" in settings.http_host else settings.http_host
     base_url = settings.base_url or f"http://{host_for_url}:{http_port}/fhir"
     hub = build_hub(settings, base_url=base_url.rstrip("/"))
+    if hub.app.state.hub.auth_server is not None:  # signing keys exist from the first start on
+        hub.app.state.hub.auth_server.keys.load()
     if settings.demo:
         print(DEMO_BANNER, file=sys.stderr, flush=True)
         loaded = load_demo_data(hub.service)

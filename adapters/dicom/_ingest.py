@@ -11,7 +11,10 @@ storage SCP (C-STORE, DICOM PS3.4 B.2) and ``pixelhub import`` share.
    under the same SOP Instance UID -> a no-op success, nothing written;
 4. stream the blob to the ``BlobStore`` under ``dicom/<study>/<series>/<sop>/`` (fsynced), then
    commit the instance row and its change record (``DicomInstanceStore.store``);
-5. only then return, so the SCP answers success only for durable instances; wake the projectors.
+5. only then return, so the SCP answers success only for durable instances. The projectors are
+   not woken per instance (each wake costs every projector a cursor write): the sender's end
+   (association release, import finished) flags its studies and wakes them, and the study
+   aggregator's quiet-period timer catches senders that never say goodbye.
 """
 
 from __future__ import annotations
@@ -170,8 +173,6 @@ class DicomIngest:
         except BaseException:
             self._forget_blob(ref.key, summary.sop_instance_uid)
             raise
-        if result.stored:
-            self.notify_change()
         return result
 
     def _summary(self, received: Received) -> InstanceSummary:

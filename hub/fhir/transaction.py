@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
@@ -56,7 +56,7 @@ def _parse_entry(index: int, raw: Any, base_url: str) -> Entry:
     if not isinstance(request, dict):
         raise InvalidTransaction.at(f"{where}.request is required", f"{where}.request")
     method = request.get("method")
-    if method not in _ORDER:
+    if not isinstance(method, str) or method not in _ORDER:
         raise InvalidTransaction.at(
             f"{where}.request.method must be one of GET, HEAD, POST, PUT, PATCH, DELETE",
             f"{where}.request.method",
@@ -80,9 +80,13 @@ def _parse_entry(index: int, raw: Any, base_url: str) -> Entry:
     full_url = raw.get("fullUrl")
     if full_url is not None and not isinstance(full_url, str):
         raise InvalidTransaction.at(f"{where}.fullUrl must be a string", f"{where}.fullUrl")
+    for key in ("ifNoneExist", "ifMatch"):
+        if request.get(key) is not None and not isinstance(request[key], str):
+            at = f"{where}.request.{key}"
+            raise InvalidTransaction.at(f"{at} must be a string", at)
     return Entry(
         index=index,
-        method=method,
+        method=cast(Method, method),
         resource_type=parts[0] if parts else None,
         id=parts[1] if len(parts) == 2 and parts[1] != "_search" else None,
         version=version,

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.errors import HubError, Issue, NotAcceptable, operation_outcome
-from hub.http import fhir_routes, openapi
+from hub.http import auth_routes, fhir_routes, openapi
 from hub.http.deps import HubState, authenticate, hub_state
 
 log = logging.getLogger("pixelhub.http")
@@ -101,6 +101,8 @@ def create_app(state: HubState) -> FastAPI:
     async def metrics(request: Request) -> Response:
         return Response(hub_state(request).metrics.render(), media_type="text/plain; version=0.0.4")
 
+    if state.auth_server is not None:  # before /fhir/{type}/{id}, which would match .well-known
+        app.include_router(auth_routes.router)
     app.include_router(fhir_routes.router)
     generate_openapi = app.openapi
 

@@ -10,6 +10,7 @@ from fastapi import Request
 from hub.auth import AccessPolicy, Principal
 from hub.errors import PayloadTooLarge
 from hub.fhir.service import FhirService
+from hub.smart import AuthorizationServer
 
 
 @dataclass
@@ -22,6 +23,7 @@ class HubState:
     capability_statement: dict[str, Any]
     health: Any  # hub.health.HealthCheck
     metrics: Any  # hub.http.metrics.HttpMetrics
+    auth_server: AuthorizationServer | None = None  # SMART token endpoints (hub.smart)
 
     async def read_body(self, request: Request) -> bytes:
         """The request body, refused with 413 as soon as it passes ``max_body_bytes``."""

@@ -41,6 +41,14 @@ _RESOURCE: dict[str, Any] = {
     "properties": {
         "resourceType": {"type": "string", "enum": list(SERVED_TYPES)},
         "id": {"type": "string", "pattern": ID_PATTERN},
+        "contained": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["resourceType"],
+                "properties": {"resourceType": {"type": "string"}},
+            },
+        },
     },
     "additionalProperties": True,
 }
@@ -161,7 +169,7 @@ _INCLUDE = {"type": "string", "pattern": r"^[A-Z][A-Za-z]+:([a-z][a-z0-9-]*|\*)(
 # no validation (an unserved type stays a 404 OperationOutcome, not a validation error).
 RESOURCE_TYPE_SCHEMA: dict[str, Any] = {"enum": list(SERVED_TYPES)}
 ID_SCHEMA: dict[str, Any] = {"pattern": ID_PATTERN}
-VERSION_SCHEMA: dict[str, Any] = {"pattern": r"^[0-9]{1,9}$"}
+VERSION_SCHEMA: dict[str, Any] = {"pattern": r"^[0-9]+$"}
 
 SEARCH_PARAMETERS = [
     _query("_id", "search.html#id: logical ids, comma-separated.", _STRING),
@@ -214,7 +222,7 @@ PREFER = _header(
 IF_MATCH = _header(
     "If-Match",
     "http.html#concurrency: the version the update expects, as a weak ETag.",
-    {"type": "string", "pattern": r'^W/"[0-9]{1,9}"$'},
+    {"type": "string", "pattern": r'^W/"[0-9]+"$'},
 )
 IF_NONE_EXIST = _header(
     "If-None-Exist",

@@ -53,7 +53,9 @@ class Orthanc:
     def push(self, modality: str, ids: list[str]) -> dict[str, Any]:
         """C-STORE the given Orthanc resources to ``modality`` (synchronous)."""
         with self.client() as c:
-            r = c.post(f"/modalities/{modality}/store", json={"Resources": ids, "Synchronous": True})
+            r = c.post(
+                f"/modalities/{modality}/store", json={"Resources": ids, "Synchronous": True}
+            )
             r.raise_for_status()
             result: dict[str, Any] = r.json()
             return result

@@ -63,9 +63,18 @@ class DicomHub:
     def echoscu(self, aet: str = "ECHOSCU") -> subprocess.CompletedProcess[str]:
         return run_tool("/usr/bin/echoscu", "-aet", aet, "-aec", AET, "127.0.0.1", str(self.port))
 
-    def storescu(self, *files: Path | str, aet: str = "STORESCU") -> subprocess.CompletedProcess[str]:
+    def storescu(
+        self, *files: Path | str, aet: str = "STORESCU"
+    ) -> subprocess.CompletedProcess[str]:
         return run_tool(
-            "/usr/bin/storescu", "-aet", aet, "-aec", AET, "127.0.0.1", str(self.port), *map(str, files)
+            "/usr/bin/storescu",
+            "-aet",
+            aet,
+            "-aec",
+            AET,
+            "127.0.0.1",
+            str(self.port),
+            *map(str, files),
         )
 
     def dcmsend(
@@ -121,7 +130,9 @@ class DicomHub:
         bundle = self.hub.service.search(ADMIN, resource_type, list(params))
         data: dict[str, Any] = orjson.loads(orjson.dumps(bundle))
         return [
-            e["resource"] for e in data.get("entry", []) if e.get("search", {}).get("mode") != "include"
+            e["resource"]
+            for e in data.get("entry", [])
+            if e.get("search", {}).get("mode") != "include"
         ]
 
     def total(self, resource_type: str, *params: tuple[str, str]) -> int:
@@ -135,7 +146,9 @@ class DicomHub:
         data: dict[str, Any] = orjson.loads(stored.data)
         return data
 
-    def study(self, study_uid: str, *, instances: int | None = None, timeout: float = 30) -> dict[str, Any]:
+    def study(
+        self, study_uid: str, *, instances: int | None = None, timeout: float = 30
+    ) -> dict[str, Any]:
         """The ImagingStudy of ``study_uid`` once aggregated (with ``instances`` instances)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -79,7 +79,9 @@ def good(**kw: Any) -> bytes:
 
 def test_truncated_data_set(dicom_hub: DicomHub, tmp_path: Path) -> None:
     data = good()
-    assert_refused(dicom_hub, write(tmp_path, "t.dcm", data[:-1000]), CANNOT_UNDERSTAND, "truncated")
+    assert_refused(
+        dicom_hub, write(tmp_path, "t.dcm", data[:-1000]), CANNOT_UNDERSTAND, "truncated"
+    )
 
 
 def test_data_set_cut_inside_the_header(dicom_hub: DicomHub, tmp_path: Path) -> None:
@@ -99,7 +101,9 @@ def test_invalid_vr(dicom_hub: DicomHub, tmp_path: Path) -> None:
     data = bytearray(good())
     at = data.index(b"\x10\x00\x10\x00PN")  # Patient's Name, explicit VR
     data[at + 4 : at + 6] = b"Q!"
-    assert_refused(dicom_hub, write(tmp_path, "v.dcm", bytes(data)), CANNOT_UNDERSTAND, "invalid vr")
+    assert_refused(
+        dicom_hub, write(tmp_path, "v.dcm", bytes(data)), CANNOT_UNDERSTAND, "invalid vr"
+    )
 
 
 @pytest.mark.parametrize(
@@ -219,7 +223,9 @@ def test_disk_full(dicom_hub_factory: Any, tmp_path: Path, monkeypatch: pytest.M
             blobs = hub.hub.channels[0].ingest.blobs
 
             def full(stream: Any, *, prefix: str = "") -> Any:
-                raise OutOfResources(f"Blob store full while writing a blob ({os.strerror(errno.ENOSPC)})")
+                raise OutOfResources(
+                    f"Blob store full while writing a blob ({os.strerror(errno.ENOSPC)})"
+                )
 
             monkeypatch.setattr(blobs, "put", full)
             monkeypatch.setattr(hub, "assert_still_serving", lambda: hub.echoscu())

@@ -48,7 +48,11 @@ def test_storescu_then_fhir_search(dicom_hub: DicomHub, tmp_path: Path) -> None:
     files = []
     for i in range(3):
         ds = make_ct(
-            sop=generate_uid(), study=study_a, series=series_a, patient_id="MRN-7", name="Roe^Richard"
+            sop=generate_uid(),
+            study=study_a,
+            series=series_a,
+            patient_id="MRN-7",
+            name="Roe^Richard",
         )
         ds.InstanceNumber = i + 1
         files.append(tmp_path / f"a{i}.dcm")
@@ -66,7 +70,12 @@ def test_storescu_then_fhir_search(dicom_hub: DicomHub, tmp_path: Path) -> None:
     system = "urn:pixelhub:patient-id"
     assert dicom_hub.total("ImagingStudy", ("patient.identifier", f"{system}|MRN-7")) == 2
     assert dicom_hub.total("ImagingStudy", ("modality", "CT")) == 1
-    assert dicom_hub.total("ImagingStudy", ("modality", "http://dicom.nema.org/resources/ontology/DCM|MR")) == 1
+    assert (
+        dicom_hub.total(
+            "ImagingStudy", ("modality", "http://dicom.nema.org/resources/ontology/DCM|MR")
+        )
+        == 1
+    )
     assert dicom_hub.total("Patient", ("identifier", f"{system}|MRN-7")) == 1
     assert dicom_hub.store.count() == 4
 
@@ -131,10 +140,15 @@ def test_the_same_instance_twice_is_a_no_op_and_different_bytes_replace(
     ds.save_as(path, enforce_file_format=True)
     assert dicom_hub.storescu(path).returncode == 0
     assert dicom_hub.store.get(sop).version == 2
-    provenance = _wait(lambda: dicom_hub.search("Provenance", ("target", f"ImagingStudy/{first['id']}")))
+    provenance = _wait(
+        lambda: dicom_hub.search("Provenance", ("target", f"ImagingStudy/{first['id']}"))
+    )
     study = dicom_hub.study(study_uid, instances=1)
     assert study["series"][0]["description"] == "corrected"
-    assert provenance[0]["target"][0]["reference"] == f"ImagingStudy/{first['id']}/_history/{study['meta']['versionId']}"
+    assert (
+        provenance[0]["target"][0]["reference"]
+        == f"ImagingStudy/{first['id']}/_history/{study['meta']['versionId']}"
+    )
     collect_for_validation("integration/dicom/replaced/Provenance", provenance[0])
 
 
@@ -167,7 +181,9 @@ def test_every_ology_fixture_over_the_wire(
         study = dicom_hub.study(uid, instances=len({s.sop_instance_uid for s in summaries}))
         specimens = {}
         for s in summaries:
-            for spec, resource in zip(s.specimens, dicom_to_specimen(s, patient_reference="x"), strict=True):
+            for spec, resource in zip(
+                s.specimens, dicom_to_specimen(s, patient_reference="x"), strict=True
+            ):
                 found = dicom_hub.search("Specimen", ("identifier", spec.identifier))
                 assert len(found) == 1, spec.identifier
                 specimens[spec.identifier] = f"Specimen/{found[0]['id']}"
@@ -212,7 +228,12 @@ def test_orthanc_pushes_as_a_modality(
             orthanc.push("pixelhub", [one])
     study = dicom_hub.study(study_uid, instances=5)
     assert study["numberOfSeries"] == 2
-    assert dicom_hub.total("ImagingStudy", ("identifier", f"urn:dicom:uid|urn:oid:{study_uid}")) == 1
-    assert dicom_hub.total("ImagingStudy", ("patient.identifier", "urn:pixelhub:patient-id|ORT-1")) == 1
+    assert (
+        dicom_hub.total("ImagingStudy", ("identifier", f"urn:dicom:uid|urn:oid:{study_uid}")) == 1
+    )
+    assert (
+        dicom_hub.total("ImagingStudy", ("patient.identifier", "urn:pixelhub:patient-id|ORT-1"))
+        == 1
+    )
     sources = {dicom_hub.store.get(i["uid"]).source for s in study["series"] for i in s["instance"]}
     assert sources == {"ORTHANC@127.0.0.1"}

@@ -137,7 +137,9 @@ def test_cli_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(main, ["import", "--data-dir", str(data_dir), str(folder)])
     assert result.exit_code == 2, result.output  # one object rejected
     assert "accepted" in result.output and "junk.bin" in result.output
-    again = CliRunner().invoke(main, ["import", "--data-dir", str(data_dir), str(folder / "pt-fdg.dcm")])
+    again = CliRunner().invoke(
+        main, ["import", "--data-dir", str(data_dir), str(folder / "pt-fdg.dcm")]
+    )
     assert again.exit_code == 0, again.output
     hub = make_hub(data_dir)
     try:

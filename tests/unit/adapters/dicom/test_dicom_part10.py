@@ -124,14 +124,20 @@ def test_an_unterminated_sequence_is_caught() -> None:
     element = struct.pack("<HH2sHI", 0x0008, 0x1115, b"SQ", 0, 0xFFFFFFFF)
     item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
     with pytest.raises(DicomStoreError):
-        check_structure(io.BytesIO(element + item), 0, len(element + item), implicit=False, little=True)
+        check_structure(
+            io.BytesIO(element + item), 0, len(element + item), implicit=False, little=True
+        )
 
 
 def test_status_of_each_error() -> None:
     assert store_status(DicomStoreError(DATASET_MISMATCH, "x"))[0] == DATASET_MISMATCH
-    missing = DicomMappingError("missing StudyInstanceUID (0020,000D)", tag="(0020,000D)", keyword="StudyInstanceUID")
+    missing = DicomMappingError(
+        "missing StudyInstanceUID (0020,000D)", tag="(0020,000D)", keyword="StudyInstanceUID"
+    )
     assert store_status(missing) == (DATASET_MISMATCH, "Missing StudyInstanceUID (0020,000D)")
-    bad = DicomMappingError("SOPInstanceUID (0008,0018) is not a valid UID", tag="(0008,0018)", keyword="SOPInstanceUID")
+    bad = DicomMappingError(
+        "SOPInstanceUID (0008,0018) is not a valid UID", tag="(0008,0018)", keyword="SOPInstanceUID"
+    )
     assert store_status(bad)[0] == CANNOT_UNDERSTAND
     assert store_status(OutOfResources("disk full"))[0] == OUT_OF_RESOURCES
     assert store_status(Conflict("x"))[0] == CANNOT_UNDERSTAND

@@ -28,7 +28,9 @@ def store(engine: SqliteEngine) -> SqliteDicomStore:
     return found if found is not None else SqliteDicomStore(engine._db)
 
 
-def record(sop: str, sha: str = "a" * 64, study: str = "1.2.3", **extra: Any) -> DicomInstanceRecord:
+def record(
+    sop: str, sha: str = "a" * 64, study: str = "1.2.3", **extra: Any
+) -> DicomInstanceRecord:
     return DicomInstanceRecord(
         sop_instance_uid=sop,
         study_instance_uid=study,

@@ -1,7 +1,12 @@
 import pytest
 
 from hub.errors import InvalidResource
-from hub.fhir.validation import check_depth, summary_elements, validate_resource
+from hub.fhir.validation import (
+    check_depth,
+    is_resource_type,
+    summary_elements,
+    validate_resource,
+)
 
 
 def test_valid_resource_passes() -> None:
@@ -50,3 +55,31 @@ def test_summary_elements_from_r4_definitions() -> None:
     keys = summary_elements("ImagingStudy")
     assert {"status", "subject", "started", "modality", "series"} <= keys
     assert "text" not in keys
+
+
+@pytest.mark.parametrize("kind", ["Nope", "Resource", "DomainResource", "CodeableConcept"])
+def test_contained_resource_of_unknown_type_is_located(kind: str) -> None:
+    """Found probing the API for issue 3: the models raise a bare ``KeyError`` (a 500) on a
+    contained resource whose ``resourceType`` they do not know."""
+    patient = {
+        "resourceType": "Patient",
+        "contained": [{"resourceType": "Patient"}, {"resourceType": kind}],
+    }
+    with pytest.raises(InvalidResource) as exc:
+        validate_resource(patient, "Patient")
+    assert exc.value.issues[0].expression == ("Patient.contained[1].resourceType",)
+    assert kind in exc.value.issues[0].diagnostics
+
+
+def test_is_resource_type() -> None:
+    assert is_resource_type("Patient") and is_resource_type("Bundle") and is_resource_type("Binary")
+    for name in (
+        "Nope",
+        "patient",
+        "",
+        "Resource",
+        "DomainResource",
+        "Coding",
+        "ImagingStudySeries",
+    ):
+        assert not is_resource_type(name), name

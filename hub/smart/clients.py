@@ -1,0 +1,217 @@
+"""Registered OAuth clients, kept in ``<data_dir>/smart/clients.json`` (mode 0600).
+
+The client types of SMART App Launch 2.2 ``client-authentication.html``:
+
+- ``public``: no credentials; only the authorization-code grant with PKCE (``app-launch.html``);
+- ``confidential-symmetric``: a generated secret, shown once and stored only as an scrypt hash
+  (RFC 7914), presented with ``client_secret_basic`` or ``client_secret_post`` (RFC 6749 §2.3.1);
+- ``confidential-asymmetric``: a registered JWK Set of public keys (RS384/ES384), presented as a
+  ``private_key_jwt`` client assertion (RFC 7523 §2.2).
+
+Confidential clients may hold ``system/`` scopes (``client_credentials``, SMART
+``backend-services.html``); clients with redirect URIs may hold ``user/`` scopes and the launch
+scopes of ``LAUNCH_SCOPES`` (authorization code). ``patient/`` scopes are refused until the
+patient-compartment filter exists.
+
+The file is re-read whenever it changes, so ``pixelhub clients add`` takes effect on a running hub.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from hub.smart.scopes import parse_scope
+
+ClientType = Literal["public", "confidential-symmetric", "confidential-asymmetric"]
+CLIENT_TYPES: tuple[ClientType, ...] = (
+    "public",
+    "confidential-symmetric",
+    "confidential-asymmetric",
+)
+# Non-clinical scopes a client may be granted (SMART scopes-and-launch-context.html).
+LAUNCH_SCOPES = ("openid", "fhirUser", "launch/patient", "offline_access")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def hash_secret(secret: str) -> str:
+    """``scrypt$n$r$p$salt$hash`` of ``secret`` (RFC 7914, salted, base64url)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, dklen=32, **_SCRYPT)
+    enc = base64.urlsafe_b64encode
+    n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
+    return f"scrypt${n}${r}${p}${enc(salt).decode()}${enc(digest).decode()}"
+
+
+def verify_secret(secret: str, stored: str) -> bool:
+    """True when ``secret`` matches the ``hash_secret`` value ``stored`` (constant time)."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.urlsafe_b64decode(digest)
+        actual = hashlib.scrypt(
+            secret.encode(),
+            salt=base64.urlsafe_b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+@dataclass(frozen=True)
+class Client:
+    """One registered client; ``scopes`` are the most it may ever be granted."""
+
+    client_id: str
+    name: str
+    type: ClientType
+    scopes: tuple[str, ...]
+    secret_hash: str | None = None
+    jwks: dict[str, Any] = field(default_factory=dict)
+    redirect_uris: tuple[str, ...] = ()
+
+
+def _check_scopes(
+    scopes: Sequence[str], client_type: ClientType, redirect_uris: Sequence[str]
+) -> None:
+    if not scopes:
+        raise ValueError("a client needs at least one scope")
+    for scope in scopes:
+        parsed = parse_scope(scope)
+        if parsed is not None and parsed.context == "patient":
+            raise ValueError(
+                f"{scope!r}: patient/ scopes are not granted yet (no patient-compartment filter)"
+            )
+        if parsed is not None and parsed.context == "system":
+            if client_type == "public":
+                raise ValueError(f"{scope!r}: system/ scopes are for confidential clients only")
+        elif parsed is not None or scope in LAUNCH_SCOPES:
+            if not redirect_uris:
+                raise ValueError(
+                    f"{scope!r}: patient/, user/ and launch scopes need a redirect URI"
+                )
+        else:
+            raise ValueError(f"{scope!r} is not a scope PixelHub grants")
+
+
+def _check_redirect_uri(uri: str) -> None:
+    """Absolute, no fragment (RFC 6749 §3.1.2); plain http only for the loopback host."""
+    parts = urlsplit(uri)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.fragment or not parts.hostname or parts.scheme not in ("https", "http"):
+        raise ValueError(f"{uri!r}: a redirect URI is an absolute http(s) URL without fragment")
+    if parts.scheme == "http" and not loopback:
+        raise ValueError(f"{uri!r}: plain http is allowed only for localhost")
+
+
+def _check_jwks(jwks: dict[str, Any]) -> None:
+    keys = jwks.get("keys")
+    if not isinstance(keys, list) or not keys:
+        raise ValueError("the JWKS must be an object with a non-empty 'keys' array")
+    for key in keys:
+        if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC"):
+            raise ValueError("every JWK must be an RSA or EC public key")
+        if "d" in key:
+            raise ValueError("the JWKS holds a private key; register public keys only")
+
+
+class ClientStore:
+    """The registered clients of one data directory."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._clients: dict[str, Client] = {}
+
+    def _load(self) -> dict[str, Client]:
+        try:
+            stat = self._path.stat()
+        except FileNotFoundError:
+            return {}
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                raw = json.loads(self._path.read_text(encoding="utf-8"))
+                self._clients = {
+                    c["client_id"]: Client(
+                        **{
+                            **c,
+                            "scopes": tuple(c["scopes"]),
+                            "redirect_uris": tuple(c.get("redirect_uris", ())),
+                        }
+                    )
+                    for c in raw["clients"]
+                }
+                self._stamp = stamp
+            return self._clients
+
+    def get(self, client_id: str) -> Client | None:
+        return self._load().get(client_id)
+
+    def list(self) -> list[Client]:
+        return sorted(self._load().values(), key=lambda c: c.name)
+
+    def add(
+        self,
+        name: str,
+        client_type: ClientType,
+        scopes: tuple[str, ...],
+        *,
+        jwks: dict[str, Any] | None = None,
+        redirect_uris: tuple[str, ...] = (),
+    ) -> tuple[Client, str | None]:
+        """Register a client; returns it and, for a symmetric client, its secret (shown once)."""
+        if client_type not in CLIENT_TYPES:
+            raise ValueError(f"unknown client type {client_type!r}")
+        for uri in redirect_uris:
+            _check_redirect_uri(uri)
+        if client_type == "public" and not redirect_uris:
+            raise ValueError("a public client needs a redirect URI")
+        _check_scopes(scopes, client_type, redirect_uris)
+        secret: str | None = None
+        secret_hash: str | None = None
+        if client_type == "public":
+            if jwks is not None:
+                raise ValueError("a public client has no keys")
+        elif client_type == "confidential-asymmetric":
+            if jwks is None:
+                raise ValueError("an asymmetric client needs a JWKS")
+            _check_jwks(jwks)
+        else:
+            if jwks is not None:
+                raise ValueError("a symmetric client has a secret, not a JWKS")
+            secret = secrets.token_urlsafe(32)
+            secret_hash = hash_secret(secret)
+        client = Client(
+            secrets.token_urlsafe(16),
+            name,
+            client_type,
+            scopes,
+            secret_hash,
+            jwks or {},
+            redirect_uris,
+        )
+        clients = [*self._load().values(), client]
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({"clients": [asdict(c) for c in clients]}, out, indent=2)
+        os.replace(tmp, self._path)
+        return client, secret

@@ -1,0 +1,154 @@
+"""A real SMART app launch: the SMART Python client (``fhirclient``) builds the authorization
+URL from ``/fhir/metadata``; headless Debian chromium (driven by Playwright) signs in, picks the
+patient and approves on PixelHub's own pages; fhirclient exchanges the code (PKCE S256) and
+searches ImagingStudy and DocumentReference with the token. Against ``pixelhub serve``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fhirclient import client as smart_client
+from fhirclient.models.documentreference import DocumentReference
+from fhirclient.models.imagingstudy import ImagingStudy
+from playwright.sync_api import BrowserContext, Route, expect, sync_playwright
+
+from tests.e2e.support import patient, study
+from tests.e2e.test_serve import TOKEN, running_hub
+
+REDIRECT = "http://localhost:9/callback"  # never contacted: the browser's request is intercepted
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[BrowserContext]:
+    """Debian's chromium with a fresh profile (never ``playwright install``)."""
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=CHROMIUM_FLAGS,
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def cli(*args: str, stdin: str = "") -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "hub", *args], input=stdin, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_standalone_launch_in_chromium_with_fhirclient(
+    tmp_path: Path,
+    browser: BrowserContext,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    monkeypatch.setenv("PIXELHUB_CHANNELS", "http")
+    data = tmp_path / "data"
+    password = "s3cure-enough-pw"
+    cli(
+        "users", "add", "dr-who", "--role", "clinician", "--fhir-user", "Practitioner/p9",
+        "--data-dir", str(data), stdin=f"{password}\n{password}\n",
+    )  # fmt: skip
+    out = cli(
+        "clients", "add", "viewer", "--type", "public", "--redirect-uri", REDIRECT,
+        "--scope", "openid fhirUser launch/patient offline_access user/*.rs",
+        "--data-dir", str(data),
+    )  # fmt: skip
+    client_id = out.split("client_id: ", 1)[1].split()[0]
+    assert "dr-who" in cli("users", "list", "--data-dir", str(data))
+
+    with running_hub(data) as (_, url):
+        admin = {"Authorization": f"Bearer {TOKEN}"}
+        pid = httpx.post(f"{url}/fhir/Patient", json=patient(), headers=admin).json()["id"]
+        other = patient(family="Okafor", mrn="M2")
+        httpx.post(f"{url}/fhir/Patient", json=other, headers=admin)
+        httpx.post(f"{url}/fhir/ImagingStudy", json=study(f"Patient/{pid}"), headers=admin)
+        document = {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "subject": {"reference": f"Patient/{pid}"},
+            "content": [{"attachment": {"contentType": "application/pdf", "url": "urn:x:1"}}],
+        }
+        httpx.post(f"{url}/fhir/DocumentReference", json=document, headers=admin)
+
+        app = smart_client.FHIRClient(
+            settings={
+                "app_id": client_id,
+                "api_base": f"{url}/fhir",
+                "redirect_uri": REDIRECT,
+                "scope": "openid fhirUser offline_access user/*.rs",
+            }
+        )
+        request.addfinalizer(app.server.session.close)  # fhirclient never closes its session
+        app.prepare()
+        authorize_url = app.authorize_url
+        assert authorize_url.startswith(f"{url}/auth/authorize?")
+
+        page = browser.new_page()
+        callbacks: list[str] = []
+
+        def capture(route: Route) -> None:
+            callbacks.append(route.request.url)
+            route.fulfill(status=200, body="done", content_type="text/plain")
+
+        page.route("http://localhost:9/**", capture)
+        page.goto(authorize_url)
+        assert page.title() == "Sign in - PixelHub"
+        page.get_by_label("User name").fill("dr-who")
+        page.get_by_label("Password").fill("wrong password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
+        page.get_by_label("User name").fill("dr-who")
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading")).to_have_text("Choose a patient")
+        page.get_by_label("Maria Garcia (born 1968-04-12)").check()
+        page.get_by_role("button", name="Continue").click()
+        expect(page.get_by_role("heading")).to_have_text("Allow access?")
+        assert "Patient: Maria Garcia" in page.content()
+        page.get_by_role("button", name="Allow").click()
+        page.wait_for_url("http://localhost:9/**")
+        assert len(callbacks) == 1
+
+        app.handle_callback(callbacks[0])
+        assert app.ready
+        assert app.patient_id == pid
+        studies = list(
+            ImagingStudy.where({"subject": f"Patient/{pid}"}).perform_resources_iter(app.server)
+        )
+        assert [s.subject.reference for s in studies] == [f"Patient/{pid}"]
+        documents = list(DocumentReference.where({}).perform_resources_iter(app.server))
+        assert len(documents) == 1
+        # the refresh token works through fhirclient too (rotation)
+        old_refresh = app.server.auth.refresh_token
+        assert app.reauthorize()
+        assert app.server.auth.refresh_token != old_refresh
+        r = httpx.post(
+            f"{url}/auth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": old_refresh,
+                "client_id": client_id,
+            },
+        )
+        assert json.loads(r.text)["error"] == "invalid_grant"
