@@ -50,6 +50,7 @@ from mappings.dicom_instance import (
     SpecimenSummary,
     extract_instance_summary,
 )
+from mappings.identifier_system import identifier_system
 
 __all__ = [
     "DEFAULT_CODING_SYSTEMS",
@@ -96,30 +97,14 @@ R4_DCM_MODALITIES: Final = frozenset(
 
 
 def issuer_system(issuer: Issuer | None, systems: Mapping[str, str], default: str) -> str | None:
-    """The identifier system URI for an issuer (HL7 v2 HD as DICOM carries it).
-
-    In order: the issuer's local or universal id looked up in ``systems``; a Universal Entity
-    ID of type ISO, or a local id that is an OID, as ``urn:oid:``; a Universal Entity ID of type
-    URI as is; ``default`` when there is no issuer at all. An issuer that is present but
-    unknown gives None: it is not silently folded into the default namespace.
-    """
-    if issuer is None or not (issuer.local or issuer.universal):
-        return default
-    for key in (issuer.local, issuer.universal):
-        if key and key in systems:
-            return systems[key]
-    if (
-        issuer.universal
-        and issuer.universal_type.upper() == "ISO"
-        and _OID_RE.match(issuer.universal)
-    ):
-        return f"urn:oid:{issuer.universal}"
-    if issuer.universal and issuer.universal_type.upper() == "URI" and ":" in issuer.universal:
-        return issuer.universal
-    for candidate in (issuer.local, issuer.universal):
-        if candidate and _OID_RE.match(candidate):
-            return f"urn:oid:{candidate}"
-    return None
+    """The identifier system URI for an issuer (the HL7 v2 HD that DICOM carries), by the rule
+    shared with HL7 v2 (``mappings/identifier_system.md``). ``default=""`` means no default
+    namespace: an unknown issuer then gives None."""
+    if issuer is None:
+        return default or None
+    return identifier_system(
+        issuer.local, issuer.universal, issuer.universal_type, systems, default or None
+    )
 
 
 def _first(values: Iterable[T], present: Callable[[T], bool] = bool) -> T | None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from mappings.identifier_system import identifier_system
+
 Resource = dict[str, Any]
 Component = list[str]  # subcomponents
 Repetition = list[Component]  # components
@@ -161,22 +163,12 @@ class IdentifierSystems:
     default_system: str = "urn:pixelhub:patient-id"
 
     def system(self, namespace: str, universal_id: str = "", id_type: str = "") -> str:
-        """v2.5.1 ch. 2A HD -> ``Identifier.system``: the configured map (namespace first, then
-        universal id), an ISO universal id as ``urn:oid:``, an unmapped namespace under the
-        default system, else the default system."""
-        for key in (namespace, universal_id):
-            if key and key in self.authorities:
-                return self.authorities[key]
-        if universal_id and id_type.upper() in ("ISO", "") and _OID.fullmatch(universal_id):
-            return f"urn:oid:{universal_id}"
-        if universal_id and id_type.upper() in ("URI", "URL"):
-            return universal_id
-        if namespace:
-            return f"{self.default_system}:{_uri_safe(namespace)}"
-        return self.default_system
-
-
-_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
+        """v2.5.1 ch. 2A HD -> ``Identifier.system`` (the rule shared with DICOM:
+        ``mappings/identifier_system.md``)."""
+        found = identifier_system(
+            namespace, universal_id, id_type, self.authorities, self.default_system
+        )
+        return found or self.default_system
 
 
 def _uri_safe(text: str) -> str:

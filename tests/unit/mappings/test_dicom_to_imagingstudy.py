@@ -429,7 +429,9 @@ def test_issuer_system() -> None:
     assert issuer_system(Issuer("X", "https://x.example/id", "URI"), systems, "d") == (
         "https://x.example/id"
     )
-    assert issuer_system(Issuer("UNKNOWN"), systems, "urn:default") is None
+    assert issuer_system(Issuer("UNKNOWN"), systems, "urn:default") == "urn:default:UNKNOWN"
+    assert issuer_system(Issuer("UNKNOWN"), systems, "") is None
+    assert issuer_system(Issuer("A B"), systems, "urn:oid:1.2.3") == "urn:pixelhub:issuer:A_B"
 
 
 def test_dicom_endpoint() -> None:

@@ -56,10 +56,20 @@ def test_universal_entity_id_of_type_iso() -> None:
     assert patient["identifier"][0]["assigner"] == {"display": "CLINIC-B"}
 
 
-def test_unknown_issuer_is_not_folded_into_the_default() -> None:
+def test_unknown_issuer_gets_its_own_namespace_shared_with_hl7() -> None:
+    """Not folded into the default system (no collision with another issuer's patient 123), and
+    the same system the HL7 v2 mappings give that authority, so both channels match."""
+    from mappings.hl7v2_model import IdentifierSystems
+
     identifier = patient_of(PatientID="123", IssuerOfPatientID="ELSEWHERE")["identifier"][0]
-    assert "system" not in identifier
-    assert identifier == {"type": MR, "value": "123", "assigner": {"display": "ELSEWHERE"}}
+    expected = IdentifierSystems(SYSTEMS, DEFAULT).system("ELSEWHERE")
+    assert identifier == {
+        "type": MR,
+        "system": expected,
+        "value": "123",
+        "assigner": {"display": "ELSEWHERE"},
+    }
+    assert expected not in (DEFAULT, *SYSTEMS.values())
 
 
 def test_other_patient_ids() -> None:
