@@ -29,8 +29,9 @@ log = logging.getLogger("pixelhub")
 DEMO_BANNER = """
 ################################################################################
 #  PIXELHUB DEMO MODE: NO AUTHENTICATION. Anyone who can reach this port can   #
-#  read and change every record. Sample data is loaded. Never use with real     #
-#  patient data.                                                                #
+#  read and change every record, and any DICOM or HL7 peer is accepted unless   #
+#  an allow-list is set. Sample data is loaded. Never use with real patient     #
+#  data.                                                                        #
 ################################################################################
 """
 

@@ -167,7 +167,11 @@ class PeerRule:
 
 
 def parse_peers(entries: Iterable[str], *, demo: bool) -> list[PeerRule] | None:
-    """The allowed peers; ``None`` means any peer ("*", accepted only in demo mode)."""
+    """The allowed peers; ``None`` means any peer: "*", accepted only in demo mode, which is also
+    what demo mode means when no peer is configured."""
+    entries = list(entries)
+    if demo and not entries:
+        return None
     rules = []
     for entry in entries:
         if entry.strip() == "*":

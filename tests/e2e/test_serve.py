@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import hl7.client
 import httpx
 import pytest
 
@@ -148,6 +149,32 @@ def test_demo_mode_is_loud_and_open(tmp_path: Path) -> None:
         studies = httpx.get(f"{url}/fhir/ImagingStudy").json()
         modalities = {e["resource"]["modality"][0]["code"] for e in studies["entry"]}
         assert {"CT", "MG", "SM", "US", "XC", "OP", "ES"} <= modalities
+        ports = json.loads((tmp_path / "ports.json").read_text())
+        # any DICOM peer and HL7 sender is accepted in the demo, with no allow-list configured
+        echo = subprocess.run(
+            [
+                "/usr/bin/echoscu",
+                "-aet",
+                "ANYSCU",
+                "-aec",
+                "PIXELHUB",
+                "127.0.0.1",
+                str(ports["dicom"]),
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+        assert echo.returncode == 0, echo.stderr
+        adt = "\r".join(
+            [
+                "MSH|^~\\&|ANYAPP|ANYFAC|PIXELHUB|HUB|20260101120000||ADT^A04|DEMO1|P|2.5.1",
+                "PID|1||DEMO-ADT^^^DEMO||Doe^Jane||19700101|F",
+                "PV1|1|O|||||||||||||||||V-DEMO-1",
+            ]
+        )
+        with hl7.client.MLLPClient("127.0.0.1", ports["mllp"]) as sender:
+            ack = str(sender.send_message(adt))
+        assert "MSA|AA|DEMO1" in ack, ack
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         out = proc.stdout.read() if proc.stdout else ""

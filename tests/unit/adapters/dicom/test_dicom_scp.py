@@ -25,6 +25,8 @@ def test_peers() -> None:
     assert rules[1].allows("MR01", "10.0.0.5") and not rules[1].allows("MR01", "10.0.0.6")
     assert not rules[0].allows("CT02", None)
     assert parse_peers(["*"], demo=True) is None
+    assert parse_peers([], demo=True) is None  # the demo accepts anyone unless told otherwise
+    assert parse_peers([], demo=False) == []  # outside the demo: nobody until configured
     with pytest.raises(ValueError, match="only with --demo"):
         parse_peers(["*"], demo=False)
     with pytest.raises(ValueError):

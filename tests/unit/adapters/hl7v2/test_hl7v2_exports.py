@@ -33,3 +33,5 @@ def test_peer_rules() -> None:
     assert rules[1].allows("LAB", "HOSP", "10.0.0.5")
     assert not rules[1].allows("LAB", "HOSP", "10.0.0.6")
     assert adapters.hl7v2.parse_peers(["*"], demo=True) is None
+    assert adapters.hl7v2.parse_peers([], demo=True) is None
+    assert adapters.hl7v2.parse_peers([], demo=False) == []
