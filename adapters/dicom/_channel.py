@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapters.dicom._ingest import DicomIngest
-from adapters.dicom._scp import StorageScp, parse_peers, server_ssl_context
+from adapters.dicom._scp import StorageScp, parse_peers
 from hub.blobs import open_blob_store
 from hub.channels import ChannelContext
 from hub.errors import HubError
+from hub.peers import tls_server_context
 from hub.ports import DicomInstanceStore, Engine
 
 
@@ -49,7 +50,7 @@ class DicomChannel:
         if settings.dicom_tls_cert or settings.dicom_tls_key:
             if not (settings.dicom_tls_cert and settings.dicom_tls_key):
                 raise ValueError("DICOM TLS needs both dicom_tls_cert and dicom_tls_key")
-            tls = server_ssl_context(
+            tls = tls_server_context(
                 str(settings.dicom_tls_cert),
                 str(settings.dicom_tls_key),
                 str(settings.dicom_tls_ca) if settings.dicom_tls_ca else None,

@@ -52,6 +52,7 @@ from adapters.dicom._errors import PARSE_ERRORS, SUCCESS, DicomStoreError, store
 from adapters.dicom._ingest import DicomIngest, Received
 from adapters.dicom._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, file_meta
 from hub.errors import HubError
+from hub.peers import peer_rules
 from hub.ports import DicomInstanceStore
 from mappings.dicom_instance import DicomMappingError
 
@@ -167,31 +168,8 @@ class PeerRule:
 
 
 def parse_peers(entries: Iterable[str], *, demo: bool) -> list[PeerRule] | None:
-    """The allowed peers; ``None`` means any peer: "*", accepted only in demo mode, which is also
-    what demo mode means when no peer is configured."""
-    entries = list(entries)
-    if demo and not entries:
-        return None
-    rules = []
-    for entry in entries:
-        if entry.strip() == "*":
-            if not demo:
-                raise ValueError('dicom_allowed_peers "*" (any peer) is allowed only with --demo')
-            return None
-        rules.append(PeerRule.parse(entry))
-    return rules
-
-
-def server_ssl_context(cert: str, key: str, ca: str | None) -> ssl.SSLContext:
-    """TLS for DICOM (PS3.15 B.9 BCP 195 profile): TLS 1.2 or later; with ``ca``, peers must
-    present a certificate it signed (PS3.15 B.1 authentication of the association requestor)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    if ca:
-        context.load_verify_locations(ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    """The allowed calling AE titles (``None`` = any; see ``hub.peers.peer_rules``)."""
+    return peer_rules(entries, demo=demo, setting="dicom_allowed_peers", parse=PeerRule.parse)
 
 
 class _Spool(BytesIO):

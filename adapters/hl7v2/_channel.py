@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from adapters.hl7v2._ingest import Hl7Ingest, parse_peers
-from adapters.hl7v2._mllp import MllpServer, server_ssl_context
+from adapters.hl7v2._mllp import MllpServer
 from hub.channels import ChannelContext
+from hub.peers import tls_server_context
 
 
 class Hl7v2Channel:
@@ -28,7 +29,7 @@ class Hl7v2Channel:
         if settings.mllp_tls_cert or settings.mllp_tls_key:
             if not (settings.mllp_tls_cert and settings.mllp_tls_key):
                 raise ValueError("MLLP TLS needs both mllp_tls_cert and mllp_tls_key")
-            tls = server_ssl_context(
+            tls = tls_server_context(
                 str(settings.mllp_tls_cert),
                 str(settings.mllp_tls_key),
                 str(settings.mllp_tls_ca) if settings.mllp_tls_ca else None,

@@ -49,6 +49,7 @@ from hub.imaging.order_linking import (
     read_json,
     search_ids,
 )
+from hub.peers import peer_rules
 from mappings.hl7v2_model import (
     ErrorLocation,
     Hl7Message,
@@ -117,19 +118,8 @@ class PeerRule:
 
 
 def parse_peers(entries: Iterable[str], *, demo: bool) -> list[PeerRule] | None:
-    """The allowed peers; ``None`` means everyone: "*", accepted only in demo mode, which is also
-    what demo mode means when no sender is configured."""
-    entries = list(entries)
-    if demo and not entries:
-        return None
-    rules = []
-    for entry in entries:
-        if entry.strip() == "*":
-            if not demo:
-                raise ValueError('hl7_allowed_peers "*" (any sender) is allowed only with --demo')
-            return None
-        rules.append(PeerRule.parse(entry.strip()))
-    return rules
+    """The allowed senders (``None`` = any; see ``hub.peers.peer_rules``)."""
+    return peer_rules(entries, demo=demo, setting="hl7_allowed_peers", parse=PeerRule.parse)
 
 
 @dataclass(frozen=True)

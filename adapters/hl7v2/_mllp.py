@@ -241,15 +241,3 @@ class MllpServer:
         for ack in acks:
             writer.write(b"\x0b" + ack + END)
         await writer.drain()
-
-
-def server_ssl_context(cert: str, key: str, ca: str | None) -> ssl.SSLContext:
-    """TLS for MLLP (IHE ITI TF-2 "Secure Node": TLS with mutual authentication when a CA is
-    configured)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    if ca:
-        context.load_verify_locations(ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
