@@ -117,6 +117,7 @@ def _service(state: HubState) -> FhirService:
 # --------------------------------------------------------------------------- system level
 
 
+@router.post("/", include_in_schema=False)  # the base with a trailing slash, as clients send it
 @router.post("", **operation(body="bundle", headers=(PREFER,)))
 async def batch_or_transaction(
     request: Request, state: StateDep, principal: PrincipalDep
@@ -129,6 +130,7 @@ async def batch_or_transaction(
     return fhir_response(out)
 
 
+@router.get("/", include_in_schema=False)
 @router.get("", **operation(query="search", headers=(PREFER,)))
 async def search_system(request: Request, state: StateDep, principal: PrincipalDep) -> Response:
     """search-system (http.html#search)."""

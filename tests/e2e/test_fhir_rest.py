@@ -523,6 +523,13 @@ def test_health_and_metrics(client: TestClient) -> None:
     assert 'route="/fhir/{resource_type}"' in m
 
 
+def test_base_with_trailing_slash(client: TestClient) -> None:
+    create(client, patient())
+    assert client.get("/fhir/?_type_ignored=1").json()["type"] == "searchset"
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": []}
+    assert client.post("/fhir/", json=bundle).json()["type"] == "batch-response"
+
+
 def test_unknown_route_is_outcome(client: TestClient) -> None:
     outcome(client.get("/fhir/Patient/1/2/3/4"), 404)
     outcome(client.request("OPTIONS", "/fhir/Patient"), 405)

@@ -19,6 +19,7 @@ def test_defaults_follow_design_contract(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert s.data_dir == Path("pixelhub-data")
     assert s.database == "sqlite:///pixelhub-data/pixelhub.db"
     assert not s.demo and s.auth_tokens == []
+    assert s.dicom_max_pdu == 1024 * 1024  # bounded: a peer cannot make us buffer a huge PDU
 
 
 def test_precedence_flags_env_toml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
