@@ -19,6 +19,7 @@ fails alone; the others return as soon as that commit is durable.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -265,20 +266,7 @@ class SqliteDicomStore:
             if previous is not None and previous.study_instance_uid != record.study_instance_uid:
                 # The instance moved to another study: the old one must be rebuilt too.
                 conn.execute(_PENDING, (previous.study_instance_uid, seq, ms, None))
-        stored = DicomInstanceRecord(
-            sop_instance_uid=record.sop_instance_uid,
-            study_instance_uid=record.study_instance_uid,
-            series_instance_uid=record.series_instance_uid,
-            sop_class_uid=record.sop_class_uid,
-            transfer_syntax_uid=record.transfer_syntax_uid,
-            blob_key=record.blob_key,
-            sha256=record.sha256,
-            size=record.size,
-            summary=record.summary,
-            source=record.source,
-            version=version,
-            received=received,
-        )
+        stored = dataclasses.replace(record, version=version, received=received)
         return StoreResult(stored, stored=True, replaced=replaced, previous=previous)
 
     def request_flush(self, study_instance_uids: Sequence[str]) -> None:
