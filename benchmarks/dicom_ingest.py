@@ -363,6 +363,7 @@ def main() -> None:
         if not Path(tool).exists():
             raise SystemExit(f"{tool} missing: apt-get install dcmtk orthanc")
     work = Path(tempfile.mkdtemp(prefix="pixelhub-dicom-bench-"))
+    load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
     probes: dict[str, Any] = {}
     try:
@@ -418,10 +419,12 @@ def main() -> None:
                 hub.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    report(rows, probes)
+    report(rows, probes, {"before": load_before, "after": os.getloadavg()})
 
 
-def report(rows: list[dict[str, Any]], probes: dict[str, Any]) -> None:
+def report(
+    rows: list[dict[str, Any]], probes: dict[str, Any], load: dict[str, tuple[float, ...]]
+) -> None:
     print()
     print(
         f"{'receiver':<10} {'image':>7} {'assoc':>5} {'inst/s':>8} {'MB/s':>7} "
@@ -447,6 +450,8 @@ def report(rows: list[dict[str, Any]], probes: dict[str, Any]) -> None:
         )
     for name, value in probes.items():
         print(f"{name}: {value}")
+    shown = {k: " ".join(f"{x:.2f}" for x in v) for k, v in load.items()}
+    print(f"load average (1, 5, 15 min) before: {shown['before']}, after: {shown['after']}")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -454,7 +459,11 @@ def report(rows: list[dict[str, Any]], probes: dict[str, Any]) -> None:
     path.write_text(
         json.dumps(
             {
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "load_average": load,
+                },
                 "rows": rows,
                 "probes": probes,
             },

@@ -85,6 +85,12 @@ def status_kb(pid: int, key: str) -> int:
     return -1
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of all the process's threads (proc(5) ``stat`` fields 14, 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -120,12 +126,15 @@ def run(messages: int, connections: int, synchronous: str) -> dict[str, Any]:
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             threads = [threading.Thread(target=sender, args=(k,)) for k in range(connections)]
+            load_before = os.getloadavg()[0]
+            cpu_before = cpu_seconds(proc.pid)
             started = time.perf_counter()
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
             elapsed = time.perf_counter() - started
+            cpu = cpu_seconds(proc.pid) - cpu_before
             done.set()
             flat = sorted(x for per in latencies for x in per)
             stored = count_service_requests(Path(tmp))
@@ -135,6 +144,9 @@ def run(messages: int, connections: int, synchronous: str) -> dict[str, Any]:
                 "synchronous": synchronous,
                 "seconds": round(elapsed, 3),
                 "messages_per_s": round(messages / elapsed, 1),
+                # The hub's CPU per message (every thread: MLLP loop, applier, projectors): on
+                # its one core, 1000 / this is the most it could do if nothing else ran there.
+                "server_cpu_ms_per_msg": round(cpu * 1000 / messages, 3),
                 "ack_ms_p50": round(percentile(flat, 0.50) * 1000, 2),
                 "ack_ms_p95": round(percentile(flat, 0.95) * 1000, 2),
                 "ack_ms_p99": round(percentile(flat, 0.99) * 1000, 2),
@@ -149,6 +161,8 @@ def run(messages: int, connections: int, synchronous: str) -> dict[str, Any]:
                     round(anon_samples[0] / 1024, 1) if anon_samples else None,
                     round(anon_samples[-1] / 1024, 1) if anon_samples else None,
                 ],
+                # Other work on the machine skews msg/s and latency, far less the CPU per message.
+                "load_avg_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                 "failures": len(failures),
                 "first_failure": failures[0] if failures else None,
                 "service_requests_stored": stored,
@@ -177,14 +191,16 @@ def main() -> None:
     args = parser.parse_args()
     results = [run(args.messages, c, args.synchronous) for c in args.connections]
     print(
-        f"{'conns':>5} {'msg/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'peak MB':>8} "
-        f"{'stored':>7} {'fail':>5}"
+        f"{'conns':>5} {'msg/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'cpu ms':>7} "
+        f"{'peak MB':>8} {'stored':>7} {'fail':>5} {'load':>10}"
     )
     for r in results:
         print(
             f"{r['connections']:>5} {r['messages_per_s']:>8} {r['ack_ms_p50']:>7} "
-            f"{r['ack_ms_p95']:>7} {r['ack_ms_p99']:>7} {r['server_peak_rss_mb']:>8} "
-            f"{r['service_requests_stored']:>7} {r['failures']:>5}"
+            f"{r['ack_ms_p95']:>7} {r['ack_ms_p99']:>7} {r['server_cpu_ms_per_msg']:>7} "
+            f"{r['server_peak_rss_mb']:>8} "
+            f"{r['service_requests_stored']:>7} {r['failures']:>5} "
+            f"{'/'.join(map(str, r['load_avg_1m_before_after'])):>10}"
         )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Protocol
 
+from hub.audit import AuditTrail
 from hub.auth import AccessPolicy, Principal
 from hub.config import Settings
 from hub.errors import HubError
@@ -32,6 +33,7 @@ class ChannelContext:
     engine: Engine
     policy: AccessPolicy
     notify_change: Callable[[], None]  # wake the projectors after a commit
+    audit: AuditTrail | None = None  # one AuditEvent per association / message (hub.audit)
 
     def peer(self, subject: str, address: str | None) -> Principal:
         """The principal of an authenticated peer (AE title, sending application)."""

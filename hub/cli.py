@@ -10,6 +10,7 @@ import click
 from pydantic import ValidationError
 
 from hub import __version__
+from hub.audit.cli import audit
 from hub.config import Settings, load_settings
 
 
@@ -109,6 +110,11 @@ _CONFIG = click.option(
     help="JWK Set file with the client's public keys (asymmetric clients)",
 )
 @click.option(
+    "--jwks-url",
+    "jwks_uri",
+    help="URL of the client's JWK Set, fetched when needed (asymmetric clients, instead of --jwks)",
+)
+@click.option(
     "--scope",
     "scopes",
     multiple=True,
@@ -121,6 +127,7 @@ def clients_add(
     name: str,
     client_type: str,
     jwks_file: Path | None,
+    jwks_uri: str | None,
     redirect_uris: tuple[str, ...],
     scopes: tuple[str, ...],
     config: str | None,
@@ -146,6 +153,7 @@ def clients_add(
             words,
             jwks=jwks,
             redirect_uris=redirect_uris,
+            jwks_uri=jwks_uri,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -215,3 +223,60 @@ def users_list(config: str | None, **flags: Any) -> None:
     settings = _settings(config, **flags)
     for user in UserStore(settings.users_file).list():
         click.echo(f"{user.username}\t{','.join(user.roles)}\t{user.fhir_user}")
+
+
+main.add_command(audit)
+
+
+@main.group()
+def keys() -> None:
+    """PixelHub's token-signing keys (``/auth/jwks``): list, rotate by ``kid``, retire."""
+
+
+@keys.command(name="list")
+@_CONFIG
+@_DATA_DIR
+def keys_list(config: str | None, **flags: Any) -> None:
+    """List the published keys: kid, algorithm, active (signs new tokens) or not."""
+    from hub.smart import KeyStore
+
+    settings = _settings(config, **flags)
+    for key, active in KeyStore(settings.keys_dir).listing():
+        click.echo(f"{key.kid}\t{key.alg}\t{'active' if active else 'published'}")
+
+
+@keys.command(name="rotate")
+@click.option(
+    "--alg",
+    "algs",
+    multiple=True,
+    type=click.Choice(["RS384", "ES384", "RS256"]),
+    help="rotate only these algorithms' keys (repeatable) [all]",
+)
+@_CONFIG
+@_DATA_DIR
+def keys_rotate(algs: tuple[str, ...], config: str | None, **flags: Any) -> None:
+    """New active signing keys; the old ones stay published (and verifying) until retired.
+    A running hub picks the change up within a second."""
+    from hub.smart import KeyStore
+
+    settings = _settings(config, **flags)
+    store = KeyStore(settings.keys_dir)
+    for kid in store.rotate(algs) if algs else store.rotate():
+        click.echo(f"active: {kid}")
+
+
+@keys.command(name="retire")
+@click.argument("kid")
+@_CONFIG
+@_DATA_DIR
+def keys_retire(kid: str, config: str | None, **flags: Any) -> None:
+    """Unpublish the inactive key KID: tokens it signed stop verifying."""
+    from hub.smart import KeyStore
+
+    settings = _settings(config, **flags)
+    try:
+        KeyStore(settings.keys_dir).retire(kid)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"retired: {kid}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,8 @@ import orjson
 from fastapi import FastAPI
 
 from hub import __version__
+from hub.audit import AuditIndexer, AuditTrail
+from hub.audit.setup import audit_indexer, open_trail
 from hub.auth import AccessPolicy, Principal
 from hub.channels import Channel, ChannelContext, enabled_channels
 from hub.config import Settings
@@ -26,6 +29,8 @@ from hub.projectors import Projector, ProjectorRunner, SearchIndexProjector
 from hub.search.registry import default_registry
 from hub.smart import AuthorizationServer, ClientStore, Endpoints, KeyStore
 from hub.smart.authorize import CodeFlow
+from hub.smart.external import ExternalIssuer, chain_verifiers
+from hub.smart.sessions import SessionStore
 from hub.smart.users import UserStore
 
 
@@ -72,12 +77,14 @@ class Hub:
     runner: ProjectorRunner
     health: HealthCheck
     app: FastAPI
+    audit: AuditTrail
+    audit_indexer: AuditIndexer
     channels: list[Channel] = field(default_factory=list)
 
     def start_channels(self) -> dict[str, int]:
         """Start every enabled protocol channel; returns ``{port_name: bound port}``."""
         context = ChannelContext(
-            self.settings, self.service, self.engine, self.policy, self.runner.notify
+            self.settings, self.service, self.engine, self.policy, self.runner.notify, self.audit
         )
         ports = {}
         for factory in enabled_channels(self.settings).values():
@@ -92,7 +99,9 @@ class Hub:
         for channel in reversed(self.channels):
             channel.stop(self.settings.shutdown_grace_seconds)
         self.channels.clear()
+        self.audit_indexer.stop()
         self.runner.stop()
+        self.audit.close()
         self.engine.close()
 
 
@@ -107,10 +116,19 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         Endpoints(issuer=settings.issuer(base_url), fhir_base=base_url.rstrip("/")),
         access_token_lifetime=settings.access_token_lifetime,
     )
+    verify_token: Callable[[str], dict[str, Any]] = auth_server.verify_access_token
+    if settings.external_issuer:  # issue 6 item 5: our own tokens first, then the issuer's
+        external = ExternalIssuer(
+            settings.external_issuer,
+            audience=settings.external_audience or base_url.rstrip("/"),
+            scope_claim=settings.external_scope_claim,
+            jwks_uri=settings.external_jwks_uri,
+        )
+        verify_token = chain_verifiers(auth_server.verify_access_token, external)
     policy = AccessPolicy(
         demo=settings.demo,
         tokens=settings.auth_tokens,
-        verify_token=auth_server.verify_access_token,
+        verify_token=verify_token,
     )
     options = ServiceOptions(
         base_url=base_url,
@@ -119,7 +137,12 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         referential_integrity=settings.referential_integrity,
     )
     service = FhirService(engine, policy, options, registry)
-    CodeFlow(auth_server, UserStore(settings.users_file), patients=FhirPatientDirectory(service))
+    CodeFlow(
+        auth_server,
+        UserStore(settings.users_file),
+        patients=FhirPatientDirectory(service),
+        sessions=SessionStore(settings.smart_session_lifetime),
+    )
     projectors: list[Projector] = (
         []
         if engine.search_index.synchronous
@@ -138,7 +161,23 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
             )
         )
     runner = ProjectorRunner(engine.change_feed, projectors)
-    health = HealthCheck(engine, runner)
+    audit = open_trail(
+        enabled=settings.audit_enabled,
+        data_dir=settings.data_dir,
+        keys=auth_server.keys,
+        base_url=base_url,
+        sync=settings.audit_sync,
+        sync_interval=settings.audit_sync_interval,
+        checkpoint_every=settings.audit_checkpoint_every,
+    )
+    indexer = audit_indexer(
+        audit,
+        service,
+        engine.change_feed,
+        runner.notify,
+        retention_days=settings.audit_retention_days,
+    )
+    health = HealthCheck(engine, runner, audit_indexer=indexer)
     metrics = HttpMetrics(engine, runner)
     state = HubState(
         service=service,
@@ -153,5 +192,7 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         health=health,
         metrics=metrics,
         auth_server=auth_server,
+        audit=audit,
     )
-    return Hub(settings, engine, service, policy, runner, health, create_app(state))
+    app = create_app(state, cors_origins=settings.cors_origins)
+    return Hub(settings, engine, service, policy, runner, health, app, audit, indexer)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -69,14 +70,53 @@ class Settings(BaseSettings):
     hl7_allowed_peers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     mllp_max_message_bytes: int = Field(1024 * 1024, ge=1024)
     mllp_idle_timeout: float = Field(60.0, gt=0)
+    # Group commit: at most this many queued messages applied in one transaction (1 = none).
+    mllp_max_batch: int = Field(32, ge=1, le=1000)
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None
     mllp_tls_ca: Path | None = None
     # CX assigning authority (PID-3.4) -> Patient.identifier.system
     hl7_authority_systems: dict[str, str] = Field(default_factory=dict)
     hl7_default_patient_system: str = "urn:pixelhub:patient-id"
+
+    # Audit trail (issue 7): journal under <data_dir>/audit; "always" fsyncs before answering,
+    # "interval" within audit_sync_interval seconds (see hub/audit/journal.py)
+    audit_enabled: bool = True
+    audit_sync: Literal["interval", "always"] = "interval"
+    audit_sync_interval: float = Field(0.2, gt=0, le=10)
+    audit_checkpoint_every: int = Field(1000, ge=1)
+    audit_retention_days: float | None = Field(None, gt=0)  # None: keep forever
     # Channels to serve besides HTTP (e.g. "dicom,hl7v2"); absent = every installed channel.
     channels: Annotated[list[str] | None, NoDecode] = None
+
+    # --- SMART on FHIR (issue 6, hub/smart): sessions, CORS, an external issuer -------------
+    # online_access refresh tokens live as long as the user's sign-in session (seconds).
+    smart_session_lifetime: int = Field(8 * 3600, ge=60, le=7 * 24 * 3600)
+    # Browser origins allowed by CORS on /fhir, /auth/token, /auth/revoke, /auth/jwks and the
+    # .well-known documents, e.g. "https://app.example.org"; "*" allows any (never credentials).
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Also accept access tokens of this external issuer (OIDC discovery + JWKS).
+    external_issuer: str | None = None
+    external_audience: str | None = None  # expected aud; default: the FHIR base URL
+    external_jwks_uri: str | None = None  # default: from the issuer's discovery document
+    external_scope_claim: Literal["scope", "scp"] = "scope"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _cors_origins(cls, v: Any) -> Any:
+        """Comma-separated; each ``*`` or an origin ``scheme://host[:port]`` (RFC 6454 §6.2)."""
+        if isinstance(v, str):
+            v = [t.strip() for t in v.split(",") if t.strip()]
+        for origin in v if isinstance(v, list) else []:
+            parts = urlsplit(origin) if isinstance(origin, str) else None
+            if origin != "*" and (
+                parts is None
+                or parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or origin != f"{parts.scheme}://{parts.netloc}"
+            ):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.org")
+        return v
 
     @field_validator("dicom_aet")
     @classmethod

@@ -23,7 +23,8 @@ these into their own protocol (DICOM status, HL7 ACK, XDS RegistryError) where t
     ├── PayloadTooLarge           413 too-costly     HUB-1501
     ├── UnsupportedMediaType      415 not-supported  HUB-1502
     ├── Unprocessable             422 processing     HUB-1503
-    └── OutOfResources            503 transient      HUB-1601  (disk full, store unavailable)
+    ├── OutOfResources            503 transient      HUB-1601  (disk full, store unavailable)
+    └── AuditUnavailable          503 transient      HUB-1701  (the audit journal cannot be written)
 """
 
 from __future__ import annotations
@@ -193,3 +194,11 @@ class OutOfResources(HubError):
     status = 503
     issue_code = "transient"
     hub_code = "HUB-1601"
+
+
+class AuditUnavailable(HubError):
+    """The audit journal cannot be written: the interaction is refused rather than unrecorded."""
+
+    status = 503
+    issue_code = "transient"
+    hub_code = "HUB-1701"

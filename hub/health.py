@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from hub.audit import AuditIndexer
 from hub.ports import Engine
 from hub.projectors import ProjectorRunner
 
 
 class HealthCheck:
-    def __init__(self, engine: Engine, runner: ProjectorRunner, *, max_lag: int = 10_000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        runner: ProjectorRunner,
+        *,
+        max_lag: int = 10_000,
+        audit_indexer: AuditIndexer | None = None,
+    ) -> None:
         self.engine = engine
         self.runner = runner
+        self.audit_indexer = audit_indexer
         self.max_lag = max_lag
         self.draining = False
 
@@ -38,6 +47,13 @@ class HealthCheck:
             }
             for name, n in lag.items()
         }
+        if self.audit_indexer is not None:
+            indexer = self.audit_indexer
+            lag_events = indexer.lag()
+            failing = indexer.error is not None or lag_events > self.max_lag
+            checks["auditIndex"] = {"status": "fail" if failing else "pass", "lag": lag_events}
+            if indexer.error is not None:
+                checks["auditIndex"]["output"] = indexer.error
         if self.draining:
             checks["shutdown"] = {"status": "fail", "output": "draining"}
         return ready, {"status": "pass" if ready else "fail", "checks": checks}

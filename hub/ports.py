@@ -93,7 +93,9 @@ class Repository(Protocol):
     """Store of record (FHIR R4 http.html: read, vread, history)."""
 
     def transaction(self) -> AbstractContextManager[Transaction]:
-        """Begin a write transaction; commits on normal exit, rolls back on exception."""
+        """Begin a write transaction; commits on normal exit, rolls back on exception. Entered
+        again on the thread that holds one, it is a savepoint of that transaction, undone alone
+        when its block raises (the HL7 channel's group commit relies on this)."""
 
     def read(self, resource_type: str, id: str) -> StoredResource | None: ...
 

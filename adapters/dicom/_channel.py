@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from adapters.dicom._audit import AssociationAudit
 from adapters.dicom._ingest import DicomIngest
 from adapters.dicom._scp import StorageScp, parse_peers
 from hub.blobs import open_blob_store
@@ -70,6 +71,13 @@ class DicomChannel:
             network_timeout=settings.dicom_network_timeout,
             ssl_context=tls,
             notify_change=context.notify_change,
+            audit=AssociationAudit(
+                context.audit,
+                issuer_systems=settings.dicom_issuer_systems,
+                default_system=settings.dicom_default_patient_system,
+            )
+            if context.audit is not None and context.audit.enabled
+            else None,
         )
 
     def start(self) -> int:

@@ -1,17 +1,21 @@
-"""From one received HL7 v2 message to committed FHIR resources and its acknowledgment.
+"""From received HL7 v2 messages to committed FHIR resources and their acknowledgments.
 
-``Hl7Ingest.handle(bytes, address) -> [ACK bytes]`` is the whole pipeline, synchronous, run by the
-MLLP server on one worker thread so messages are applied in arrival order (per patient and
-overall):
+``Hl7Ingest.handle_batch([(bytes, address), ...]) -> [[ACK bytes], ...]`` is the whole pipeline,
+synchronous, run by the MLLP server on ONE applier thread, so messages are applied in arrival
+order (per sender, per patient and overall):
 
 1. parse (``_parser``), check the sender against the allowed peers, check ``MSH-9/10/11/12``
    (HL7 v2.5.1 ch. 2 §2.9.2: AR 200/201/202/203);
-2. in ONE transaction (``FhirService.run``): the duplicate check, the message's effects and a
-   ``Provenance`` recording it — ``entity[0].what.identifier`` = {``urn:pixelhub:hl7v2:<MSH-3>^
-   <MSH-4>``, ``MSH-10``} and ``target`` = what it wrote. The same ``MSH-10`` from the same sender
-   is found by that Provenance and acknowledged ``AA`` again without being applied twice;
-3. only after the commit: the ACK (``AA``), or ``AE``/``AR`` with ``ERR`` for any error, in which
-   case nothing of the message was written.
+2. group commit: the batch runs in ONE transaction (``FhirService.run``) and each message in its
+   own nested ``FhirService.run``, a savepoint of it: the duplicate check, the message's effects
+   and a ``Provenance`` recording it — ``entity[0].what.identifier`` = {``urn:pixelhub:hl7v2:
+   <MSH-3>^<MSH-4>``, ``MSH-10``} and ``target`` = what it wrote. Its id is derived from that
+   identifier, so a re-sent message (same sender, same ``MSH-10``) is found by one read and
+   acknowledged ``AA`` again without being applied twice. A message that fails rolls back its
+   own savepoint only;
+3. only after the commit: each message's ACK (``AA``), or ``AE``/``AR`` with ``ERR`` for a message
+   that failed, in which case nothing of it was written. If the commit itself fails, nothing
+   of the batch was written and every message of it gets that error's ``AE``/``AR``.
 
 Supported: ADT A01 A03 A04 A08 A11 A13 A28 A31 A40 (ch. 3), ORM^O01, OMG^O19 and OMI^O23 (ch. 4,
 IHE RAD-4/RAD-13), ORU^R01 (ch. 7); versions 2.3 to 2.8.
@@ -20,10 +24,12 @@ IHE RAD-4/RAD-13), ORU^R01 (ch. 7); versions 2.3 to 2.8.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
+
+import orjson
 
 from adapters.hl7v2._ack import AckContext, acknowledgments
 from adapters.hl7v2._errors import (
@@ -40,6 +46,7 @@ from adapters.hl7v2._errors import (
     to_ack_error,
 )
 from adapters.hl7v2._parser import parse_message
+from hub.audit import Actor, AuditTrail
 from hub.auth import Principal
 from hub.errors import HubError
 from hub.fhir.service import FhirService, UnitOfWork
@@ -50,6 +57,7 @@ from hub.imaging.order_linking import (
     search_ids,
 )
 from hub.peers import peer_rules
+from hub.search.model import Criterion, SearchQuery, TokenValue
 from mappings.hl7v2_model import (
     ErrorLocation,
     Hl7Message,
@@ -84,6 +92,8 @@ PROCESSING_IDS = frozenset({"P", "T", "D"})
 ORDER_SYSTEM = "urn:pixelhub:hl7v2:order"
 ACCESSION_SYSTEM = DEFAULT_ACCESSION_SYSTEM
 PROVENANCE_SYSTEM = "urn:pixelhub:hl7v2:"
+MAX_MATCHES = 50  # candidates one identifier search returns
+_PROVENANCE_NAMESPACE = uuid.UUID("5d0f3c1e-8a47-5b7e-9c2a-2f6b1e4d7a90")
 # Resources whose subject moves to the surviving patient on an A40 merge.
 _SUBJECT_TYPES = ("ImagingStudy", "ServiceRequest", "DiagnosticReport", "Encounter")
 
@@ -128,10 +138,34 @@ class Outcome:
 
     duplicate: bool
     targets: tuple[str, ...]
+    patient: str | None = None  # "Patient/<id>" the message is about
+
+
+@dataclass
+class _Result:
+    """One message's acknowledgment so far: ``AA`` until something fails."""
+
+    ctx: AckContext = field(default_factory=AckContext)
+    codec: str = "ascii"
+    code: AckCode = "AA"
+    errors: list[AckError] = field(default_factory=list)
+    message_type: str = ""  # MSH-9.1^MSH-9.2, for the audit record
+    patient: str | None = None  # "Patient/<id>" the message touched
+
+    def fail(self, exc: Exception) -> None:
+        if not isinstance(exc, (Hl7Error, MappingError, HubError)):
+            log.error("HL7 message %s failed", self.ctx.control_id or "(unparsed)", exc_info=exc)
+        self.code, self.errors = to_ack_error(exc)
+
+    def acks(self, now: datetime) -> list[bytes]:
+        return [
+            ack.encode(self.codec, errors="replace")
+            for ack in acknowledgments(self.ctx, self.code, self.errors, now)
+        ]
 
 
 class Hl7Ingest:
-    """Parses, checks, applies and acknowledges one message at a time (see module doc)."""
+    """Parses, checks, applies and acknowledges messages, a batch at a time (see module doc)."""
 
     def __init__(
         self,
@@ -144,8 +178,10 @@ class Hl7Ingest:
         notify_change: Callable[[], None] = lambda: None,
         offset_of: Callable[[datetime], timedelta] = local_offset,
         clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+        audit: AuditTrail | None = None,
     ) -> None:
         self.service = service
+        self.audit = audit if audit is not None and audit.enabled else None
         self.principal_for = principal_for
         self.peers = peers
         self.patient_systems = IdentifierSystems(authority_systems, default_patient_system)
@@ -154,31 +190,96 @@ class Hl7Ingest:
         self.notify_change = notify_change
         self.offset_of = offset_of
         self.clock = clock
+        self._identifier_criteria: dict[str, Criterion] = {}
+
+    def identifier_query(self, resource_type: str, idents: Iterable[Resource]) -> SearchQuery:
+        """``identifier=system|value,...`` on ``resource_type`` (FHIR R4 search.html#token, the
+        values ORed), built as ``FhirService.parse_query`` would parse it but without a URL to
+        parse: the parameter as the registry resolves it (once per type), the values as the
+        token parser makes them."""
+        template = self._identifier_criteria.get(resource_type)
+        if template is None:
+            parsed = self.service.parse_query(resource_type, [("identifier", "s|v")], strict=True)
+            [first] = parsed.criteria
+            assert isinstance(first, Criterion)
+            template = self._identifier_criteria[resource_type] = first
+        values = tuple(
+            TokenValue(system=i.get("system") or None, code=i["value"] or None, bar=True)
+            for i in idents
+        )
+        return SearchQuery(
+            resource_type, (replace(template, values=values),), count=MAX_MATCHES, total="none"
+        )
 
     # ------------------------------------------------------------------ entry point
 
     def handle(self, data: bytes, address: str | None) -> list[bytes]:
         """One message in, its acknowledgment(s) out (ch. 2 §2.9); never raises."""
-        ctx = AckContext()
-        codec = "ascii"
-        code: AckCode = "AA"
-        errors: list[AckError] = []
-        try:
-            msg = parse_message(data)
-            ctx = AckContext.of(msg)
-            codec = msg.charset
-            self.check_peer(msg, address)
-            self.check_header(msg)
-            self.apply(msg, address)
-        except (Hl7Error, MappingError, HubError) as exc:
-            code, errors = to_ack_error(exc)
-        except Exception as exc:
-            log.exception("HL7 message %s failed", ctx.control_id or "(unparsed)")
-            code, errors = to_ack_error(exc)
-        return [
-            ack.encode(codec, errors="replace")
-            for ack in acknowledgments(ctx, code, errors, self.clock())
-        ]
+        return self.handle_batch([(data, address)])[0]
+
+    def handle_batch(self, items: Sequence[tuple[bytes, str | None]]) -> list[list[bytes]]:
+        """Messages in arrival order in, each one's acknowledgment(s) out, in the same order;
+        applied in one transaction, one savepoint each (see module doc); never raises."""
+        results = [_Result() for _ in items]
+        ready: list[tuple[_Result, Hl7Message, str | None]] = []
+        for result, (data, address) in zip(results, items, strict=True):
+            try:
+                msg = parse_message(data)
+                result.ctx = AckContext.of(msg)
+                result.codec = msg.charset
+                result.message_type = f"{msg.message_code}^{msg.trigger_event}"
+                self.check_peer(msg, address)
+                self.check_header(msg)
+            except Exception as exc:
+                result.fail(exc)
+            else:
+                ready.append((result, msg, address))
+        changed = False
+        if len(ready) == 1:  # nothing to group: the message's own transaction
+            changed = self._apply_each(ready)
+        elif ready:
+            try:
+                changed = self.service.run(lambda _: self._apply_each(ready), validate=False)
+            except Exception as exc:  # the commit failed: nothing of the batch is stored
+                for result, _, _ in ready:
+                    if result.code == "AA":
+                        result.fail(exc)
+                changed = False
+        if changed:
+            self.notify_change()
+        if self.audit is not None:
+            for result, (_, address) in zip(results, items, strict=True):
+                self._audit(result, address)
+        now = self.clock()
+        return [result.acks(now) for result in results]
+
+    def _audit(self, result: _Result, address: str | None) -> None:
+        """One AuditEvent per message, applied (AA) or not (issue 7), before its ACK leaves."""
+        assert self.audit is not None
+        ctx = result.ctx
+        sender = f"{ctx.sending_app}^{ctx.sending_facility}" if ctx.sending_app else "unknown"
+        self.audit.hl7_message(
+            Actor(sender, "hl7", address=address),
+            message_type=result.message_type or "unreadable",
+            control_id=ctx.control_id or "unknown",
+            applied=result.code == "AA",
+            patient=result.patient if result.code == "AA" else None,
+            reason="; ".join(e.text for e in result.errors) or None,
+        )
+
+    def _apply_each(self, ready: list[tuple[_Result, Hl7Message, str | None]]) -> bool:
+        """Each message in its own transaction, a savepoint when inside the batch's; True if
+        any of them wrote."""
+        changed = False
+        for result, msg, address in ready:
+            try:
+                outcome = self.apply(msg, address)
+            except Exception as exc:
+                result.fail(exc)
+            else:
+                changed = changed or not outcome.duplicate
+                result.patient = outcome.patient
+        return changed
 
     def refuse(self, head: bytes, text: str) -> list[bytes]:
         """An ``AR`` for bytes the channel will not process (oversize, unframed); MSA-2 echoes
@@ -262,15 +363,21 @@ class Hl7Ingest:
         sender = f"{msg.sending_application}^{msg.sending_facility}"
         principal = self.principal_for(sender, address)
         system = PROVENANCE_SYSTEM + sender
-        criteria = urlencode(
-            [("entity:identifier", f"{_token_escape(system)}|{_token_escape(msg.control_id)}")]
-        )
+        provenance_id = message_provenance_id(system, msg.control_id)
         kind = msg.message_code.upper()
         event = msg.trigger_event.upper()
 
         def work(uow: UnitOfWork) -> Outcome:
-            if self.service.conditional_matches(uow, "Provenance", criteria, "Duplicate check"):
-                return Outcome(True, ())
+            recorded = read_json(uow, "Provenance", provenance_id)
+            if recorded is not None:
+                if _records(recorded, system, msg.control_id):
+                    return Outcome(True, ())
+                raise Hl7Error(  # its id taken by a Provenance written by someone else
+                    "AE",
+                    APPLICATION_INTERNAL_ERROR,
+                    f"Provenance/{provenance_id} exists but does not record this message",
+                    msg.msh.at(10),
+                )
             unit = _Unit(self, uow, principal)
             if kind == "ADT":
                 unit.adt(msg, event)
@@ -306,20 +413,27 @@ class Hl7Ingest:
                         }
                     ],
                 }
-                self.service.create(principal, "Provenance", provenance, uow=uow)
-            return Outcome(False, targets)
+                self.service.create(
+                    principal, "Provenance", provenance, uow=uow, new_id=provenance_id
+                )
+            return Outcome(False, targets, unit.patient_ref)
 
-        outcome = self.service.run(work, validate=False)
-        if not outcome.duplicate:
-            self.notify_change()
-        return outcome
+        return self.service.run(work, validate=False)
 
 
-def _token_escape(value: str) -> str:
-    """FHIR search escaping of ``\\ , $ |`` (search.html#escaping)."""
-    for ch in ("\\", ",", "$", "|"):
-        value = value.replace(ch, "\\" + ch)
-    return value
+def message_provenance_id(system: str, control_id: str) -> str:
+    """The id of the Provenance recording message ``control_id`` (MSH-10) of sender ``system``:
+    a name-based UUID (RFC 4122 §4.3, version 5) of both, so the duplicate check of a re-sent
+    message (HL7 v2.5.1 ch. 2 §2.10.1) is one read by id, not a search."""
+    return str(uuid.uuid5(_PROVENANCE_NAMESPACE, orjson.dumps([system, control_id]).decode()))
+
+
+def _records(provenance: Resource, system: str, control_id: str) -> bool:
+    """Whether ``provenance`` records the message ``control_id`` of ``system``."""
+    return any(
+        (entity.get("what") or {}).get("identifier") == {"system": system, "value": control_id}
+        for entity in provenance.get("entity") or []
+    )
 
 
 class _Unit:
@@ -331,15 +445,45 @@ class _Unit:
         self.uow = uow
         self.principal = principal
         self.targets: list[str] = []
+        self.patient_ref: str | None = None  # the message's patient, for the audit record
+        self._read: dict[tuple[str, str], bytes | None] = {}
+
+    def read(self, resource_type: str, rid: str) -> Resource | None:
+        """The current resource as a fresh dict (``None`` if absent or deleted); the stored
+        bytes are kept for the rest of the message, so one resource is read once."""
+        key = (resource_type, rid)
+        if key in self._read:
+            data = self._read[key]
+        else:
+            stored = self.uow.tx.read(resource_type, rid)
+            data = self._read[key] = None if stored is None else stored.data
+        if data is None:
+            return None
+        resource: Resource = orjson.loads(data)
+        return resource
 
     # ---------------------------------------------------------------- helpers
 
     def ids(self, resource_type: str, params: list[tuple[str, str]]) -> list[str]:
         return search_ids(self.service, self.uow, resource_type, params)
 
-    def by_identifier(self, resource_type: str, ident: Resource) -> list[str]:
-        token = f"{_token_escape(ident.get('system', ''))}|{_token_escape(ident['value'])}"
-        return self.ids(resource_type, [("identifier", token)])
+    def by_identifier(self, resource_type: str, *idents: Resource) -> list[str]:
+        """Ids of the ``resource_type`` resources with any of ``idents``."""
+        query = self.ingest.identifier_query(resource_type, idents)
+        return [rid for _, rid in self.uow.tx.search(query).matches]
+
+    def by_first_identifier(self, resource_type: str, idents: list[Resource]) -> list[str]:
+        """The matches of the first of ``idents`` that has any: one search for all of them
+        (FHIR R4 search.html#combining, OR), one per identifier only when several resources
+        match."""
+        if len(idents) > 1:
+            found = self.by_identifier(resource_type, *idents)
+            if len(found) <= 1:
+                return found
+        for ident in idents:
+            if found := self.by_identifier(resource_type, ident):
+                return found
+        return []
 
     def save(self, resource_type: str, rid: str | None, resource: Resource) -> str:
         """Create or update; an update that changes nothing writes no new version."""
@@ -347,33 +491,35 @@ class _Unit:
             stored = self.service.create(self.principal, resource_type, resource, uow=self.uow)
             rid = stored.stored.id
         else:
-            current = read_json(self.uow, resource_type, rid) or {}
+            current = self.read(resource_type, rid) or {}
             current.pop("meta", None)
             resource["id"] = rid
-            if current != resource:
-                self.service.update(self.principal, resource_type, rid, resource, uow=self.uow)
+            if current == resource:
+                self.targets.append(f"{resource_type}/{rid}")
+                return rid
+            stored = self.service.update(self.principal, resource_type, rid, resource, uow=self.uow)
+        self._read[(resource_type, rid)] = stored.stored.data
         self.targets.append(f"{resource_type}/{rid}")
         return rid
 
     def find_patient(self, identifiers: list[Resource]) -> str | None:
-        """The patient with any of ``identifiers``; a merged-away one leads to its survivor."""
-        for ident in identifiers:
-            found = self.by_identifier("Patient", ident)
-            if not found:
-                continue
-            for rid in found:
-                survivor = self.follow_links(rid)
-                if survivor == rid or len(found) == 1:
-                    return survivor
-            return self.follow_links(found[0])
-        return None
+        """The patient with the first of ``identifiers`` that matches; a merged-away one leads
+        to its survivor."""
+        found = self.by_first_identifier("Patient", identifiers)
+        if not found:
+            return None
+        for rid in found:
+            survivor = self.follow_links(rid)
+            if survivor == rid or len(found) == 1:
+                return survivor
+        return self.follow_links(found[0])
 
     def follow_links(self, rid: str) -> str:
         """Follow ``Patient.link`` ``replaced-by`` (an A40 merge) to the surviving patient."""
         seen = {rid}
         current = rid
         for _ in range(10):
-            patient = read_json(self.uow, "Patient", current) or {}
+            patient = self.read("Patient", current) or {}
             nxt = next(
                 (
                     str(link["other"]["reference"]).removeprefix("Patient/")
@@ -390,13 +536,15 @@ class _Unit:
 
     def upsert_patient(self, mapped: Mapped) -> str:
         rid = self.find_patient(mapped.resource["identifier"])
-        existing = read_json(self.uow, "Patient", rid) if rid else None
+        existing = self.read("Patient", rid) if rid else None
         merged = merge_update(existing, mapped, keep=("link", "active"))
         return self.save("Patient", rid, merged)
 
     def patient(self, msg: Hl7Message) -> str:
         mapped = hl7v2_to_patient(msg, self.ingest.patient_systems, self.ingest.offset_of)
-        return self.upsert_patient(mapped)
+        rid = self.upsert_patient(mapped)
+        self.patient_ref = f"Patient/{rid}"
+        return rid
 
     # ---------------------------------------------------------------- ADT (ch. 3)
 
@@ -425,7 +573,7 @@ class _Unit:
                 f"ADT^{event}: no visit {ident['value']!r} (PV1-19) to cancel",
                 pv1.at(19) if pv1 else None,
             )
-        existing = read_json(self.uow, "Encounter", rid) if rid else None
+        existing = self.read("Encounter", rid) if rid else None
         merged = merge_update(existing, mapped)
         if existing is None:
             complete_new_encounter(merged)
@@ -461,7 +609,7 @@ class _Unit:
                 )
                 if old_id:
                     break
-            survivor = read_json(self.uow, "Patient", survivor_id) or {}
+            survivor = self.read("Patient", survivor_id) or {}
             survivor.pop("meta", None)
             known = {(i.get("system"), i.get("value")) for i in survivor.get("identifier", [])}
             for ident in old_idents:
@@ -471,7 +619,7 @@ class _Unit:
                 ref = {"reference": f"Patient/{old_id}"}
                 if not any(link.get("other") == ref for link in survivor.get("link", [])):
                     survivor.setdefault("link", []).append({"other": ref, "type": "replaces"})
-                old = read_json(self.uow, "Patient", old_id) or {}
+                old = self.read("Patient", old_id) or {}
                 old.pop("meta", None)
                 old["active"] = False
                 back = {"reference": f"Patient/{survivor_id}"}
@@ -484,7 +632,7 @@ class _Unit:
     def move_subjects(self, old_id: str, survivor_id: str) -> None:
         for rtype in _SUBJECT_TYPES:
             for rid in self.ids(rtype, [("subject", f"Patient/{old_id}")]):
-                resource = read_json(self.uow, rtype, rid)
+                resource = self.read(rtype, rid)
                 if resource is None:
                     continue
                 resource.pop("meta", None)
@@ -506,7 +654,7 @@ class _Unit:
             encounter_ref,
         ):
             rid = self.find_first("ServiceRequest", order.keys)
-            existing = read_json(self.uow, "ServiceRequest", rid) if rid else None
+            existing = self.read("ServiceRequest", rid) if rid else None
             if patient_id is None:
                 if existing is None:
                     raise MappingError(100, "A new order needs a PID segment", ErrorLocation("PID"))
@@ -515,11 +663,8 @@ class _Unit:
             self.save("ServiceRequest", rid, merged)
 
     def find_first(self, resource_type: str, keys: list[Resource]) -> str | None:
-        for ident in keys:
-            found = self.by_identifier(resource_type, ident)
-            if found:
-                return found[0]
-        return None
+        found = self.by_first_identifier(resource_type, keys)
+        return found[0] if found else None
 
     def encounter_ref(self, msg: Hl7Message) -> str | None:
         pv1 = msg.first("PV1")
@@ -562,6 +707,6 @@ class _Unit:
                     {"reference": f"ServiceRequest/{oid}"} for oid in dict.fromkeys(order_ids)
                 ]
             rid = self.find_first("DiagnosticReport", report.keys)
-            existing = read_json(self.uow, "DiagnosticReport", rid) if rid else None
+            existing = self.read("DiagnosticReport", rid) if rid else None
             merged = merge_update(existing, report.mapped)
             self.save("DiagnosticReport", rid, merged)

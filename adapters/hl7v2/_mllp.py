@@ -1,10 +1,12 @@
 """The MLLP listener (HL7 v2.5.1 Appendix C "Lower Layer Protocols", MLLP release 2 framing).
 
 A frame is ``<VT>`` (0x0B), the message, ``<FS><CR>`` (0x1C 0x0D). asyncio on a dedicated thread
-serves any number of connections; the blocking apply step runs on ONE worker thread
-(``ThreadPoolExecutor(max_workers=1)``), so messages are applied in arrival order and the loop
-keeps serving other connections meanwhile. Each connection is sequential: the ACK of a message is
-written before the next frame of that connection is handled.
+serves any number of connections; the blocking apply step runs on ONE applier thread fed by a FIFO
+queue, so messages are applied in arrival order and the loop keeps serving other connections
+meanwhile. Group commit: the applier takes every frame queued while it was busy (at most
+``max_batch`` of them) and applies them together, one transaction for the batch, one savepoint per
+message; no frame waits for a batch to fill. Each connection is sequential: the ACK of a message is
+written, after the batch's commit, before the next frame of that connection is handled.
 
 Limits and bad input (each answered, never a crash; other connections are unaffected):
 
@@ -25,9 +27,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import queue
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 log = logging.getLogger("pixelhub.hl7v2.mllp")
 
@@ -36,8 +39,10 @@ END = b"\x1c\r"
 _HEAD_BYTES = 4096
 _READ_SIZE = 65536
 
-Handler = Callable[[bytes, str | None], list[bytes]]
+BatchHandler = Callable[[Sequence[tuple[bytes, str | None]]], list[list[bytes]]]
 Refuser = Callable[[bytes, str], list[bytes]]
+# A frame waiting for the applier: its bytes, the peer address, where its ACKs go.
+_Job = tuple[bytes, str | None, "asyncio.Future[list[bytes]]"]
 
 
 class MllpServer:
@@ -45,7 +50,7 @@ class MllpServer:
 
     def __init__(
         self,
-        handle: Handler,
+        handle_batch: BatchHandler,
         refuse: Refuser,
         *,
         host: str,
@@ -53,17 +58,18 @@ class MllpServer:
         max_message_bytes: int,
         idle_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        max_batch: int = 32,
     ) -> None:
-        self.handle = handle
+        self.handle_batch = handle_batch
         self.refuse = refuse
         self.host = host
         self.port = port
         self.max_message_bytes = max_message_bytes
         self.idle_timeout = idle_timeout
         self.ssl_context = ssl_context
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="hl7v2-apply"
-        )
+        self.max_batch = max(1, max_batch)
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._applier: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -82,7 +88,38 @@ class MllpServer:
         )
         self._thread.start()
         self.bound_port = ready.result(timeout=30)
+        self._applier = threading.Thread(target=self._apply_loop, name="hl7v2-apply", daemon=True)
+        self._applier.start()
         return self.bound_port
+
+    def _apply_loop(self) -> None:
+        """The applier: each round takes what is queued (up to ``max_batch``), applies it as one
+        batch and hands each frame its ACKs; ``None`` in the queue stops it."""
+        stopping = False
+        while not stopping:
+            first = self._jobs.get()
+            if first is None:
+                return
+            jobs = [first]
+            while len(jobs) < self.max_batch:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stopping = True
+                    break
+                jobs.append(job)
+            outcome: list[list[bytes]] | Exception
+            try:
+                outcome = self.handle_batch([(frame, address) for frame, address, _ in jobs])
+            except Exception as exc:  # handle_batch never raises; if it did, no ACK is sent
+                log.exception("HL7 batch of %d failed", len(jobs))
+                outcome = exc
+            loop = self._loop
+            if loop is not None:
+                with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
+                    loop.call_soon_threadsafe(_resolve, [done for *_, done in jobs], outcome)
 
     def _run(self, ready: concurrent.futures.Future[int]) -> None:
         loop = asyncio.new_event_loop()
@@ -122,9 +159,13 @@ class MllpServer:
                 fut.result(timeout + 5)
             except (TimeoutError, concurrent.futures.TimeoutError):
                 log.warning("MLLP shutdown did not finish in %.1fs", timeout)
+        if self._applier is not None:
+            self._jobs.put(None)
+            self._applier.join(timeout + 5)
+            self._applier = None
+        if loop.is_running():
             loop.call_soon_threadsafe(loop.stop)
         self._thread.join(timeout + 5)
-        self.executor.shutdown(wait=True)
         self._loop = None
 
     async def _shutdown(self, timeout: float) -> None:
@@ -152,6 +193,8 @@ class MllpServer:
             await self._serve(reader, writer, address, task)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError) as exc:
             log.info("MLLP connection from %s ended: %s", address, exc)
+        except Exception as exc:  # no ACK could be made: close, the sender will resend
+            log.error("MLLP connection from %s closed: %s", address, exc)
         except asyncio.CancelledError:
             pass
         finally:
@@ -227,11 +270,11 @@ class MllpServer:
                     acks = self.refuse(head or frame[:_HEAD_BYTES], text)
                     oversize, head = False, b""
                 else:
+                    done: asyncio.Future[list[bytes]] = loop.create_future()
                     self._busy.add(task)
                     try:
-                        acks = await loop.run_in_executor(
-                            self.executor, self.handle, frame, address
-                        )
+                        self._jobs.put((frame, address, done))
+                        acks = await done
                     finally:
                         self._busy.discard(task)
                 await self._send(writer, acks)
@@ -241,3 +284,16 @@ class MllpServer:
         for ack in acks:
             writer.write(b"\x0b" + ack + END)
         await writer.drain()
+
+
+def _resolve(
+    waiting: list[asyncio.Future[list[bytes]]], outcome: list[list[bytes]] | Exception
+) -> None:
+    """On the loop: hand each frame of a batch its ACKs (unless its connection was cancelled)."""
+    for k, done in enumerate(waiting):
+        if done.done():
+            continue
+        if isinstance(outcome, Exception):
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome[k])

@@ -177,6 +177,9 @@ def _split(text: str, fs: str, encoding: str, codec: str) -> Hl7Message:
             if not value:
                 fields.append([])
                 continue
+            if rs not in value and ss not in value and esc not in value:  # the common case
+                fields.append([[[c] for c in value.split(cs)] if cs in value else [[value]]])
+                continue
             try:
                 fields.append(
                     [

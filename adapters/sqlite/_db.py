@@ -174,6 +174,10 @@ class Database:
     def savepoint(self) -> Iterator[None]:
         """Inside the current write: a part that is undone alone if it raises."""
         conn = self._writer
+        if not conn.in_transaction:
+            # SQLite rolled the whole transaction back (e.g. SQLITE_FULL): a SAVEPOINT now
+            # would open and commit a transaction of its own; the write must fail instead.
+            raise HubError("The write transaction was rolled back by SQLite")
         name = f"sp{self._depth}"
         self._depth += 1
         try:

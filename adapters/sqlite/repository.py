@@ -207,6 +207,8 @@ class SqliteRepository:
 
     @contextmanager
     def transaction(self) -> Iterator[SqliteTransaction]:
+        """A write transaction; entered again on the thread that holds one, a savepoint of it:
+        undone alone if it raises, the outer transaction going on (what HL7 group commit uses)."""
         with self._db.write() as conn:
             tx = SqliteTransaction(self._db, conn)
             try:

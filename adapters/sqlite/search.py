@@ -54,6 +54,7 @@ from adapters.sqlite._index import clear_index, fold, write_index
 from hub.errors import InvalidSearch
 from hub.search.model import (
     AnyCriterion,
+    AnyOfCriterion,
     ChainedCriterion,
     CompositeValue,
     Criterion,
@@ -298,6 +299,16 @@ class _Compiler:
     # ---- one criterion -------------------------------------------------------------------
     def predicate(self, crit: AnyCriterion, rtype: str | None, r: str) -> _Sql:
         """SQL true for resource row ``r`` (columns pk, res_type, res_id, last_updated_ms)."""
+        if isinstance(crit, AnyOfCriterion):
+            branches: list[_Sql] = []
+            for branch in crit.branches:
+                parts = [self.predicate(c, rtype, r) for c in branch]
+                sql = " AND ".join(f"({p.sql})" for p in parts) or "1"
+                branches.append(_Sql(sql, [q for p in parts for q in p.params]))
+            return _Sql(
+                "(" + (" OR ".join(f"({b.sql})" for b in branches) or "0") + ")",
+                [q for b in branches for q in b.params],
+            )
         if isinstance(crit, ChainedCriterion):
             x, t = self._alias("x"), self._alias("t")
             pid = _pid_cond(f"{x}.pid", self.pids(rtype, crit.param.name))
@@ -439,6 +450,8 @@ class _Compiler:
 
     def pk_set(self, crit: AnyCriterion, rtype: str | None) -> _Set:
         """The set form of ``crit``: pks of live resources of ``rtype`` that match."""
+        if isinstance(crit, AnyOfCriterion):
+            return self._any_of_set(crit, rtype)
         if isinstance(crit, ChainedCriterion):
             inner = self.pk_set(crit.inner, crit.target_type)
             if not inner.indexed:
@@ -494,6 +507,29 @@ class _Compiler:
             return self._scan(crit, rtype)
         body = self._entries(crit, rtype, correlate=None)
         return _Set(body.sql, body.params, self._indexed(crit))
+
+    def _any_of_set(self, crit: AnyOfCriterion, rtype: str | None) -> _Set:
+        """The union of the branches, each the intersection of its criteria's sets; a scan
+        unless every one of those sets reads index ranges only."""
+        if not crit.branches:
+            return _Set("SELECT pk FROM resource WHERE 0", [], True)
+        branches: list[_Set] = []
+        for branch in crit.branches:
+            sets = [self.pk_set(c, rtype) for c in branch]
+            if not sets or not all(s.indexed for s in sets):
+                return self._scan(crit, rtype)
+            branches.append(
+                _Set(
+                    " INTERSECT ".join(f"SELECT * FROM ({s.sql})" for s in sets),
+                    [p for s in sets for p in s.params],
+                    True,
+                )
+            )
+        return _Set(
+            " UNION ".join(f"SELECT * FROM ({b.sql})" for b in branches),
+            [p for b in branches for p in b.params],
+            True,
+        )
 
     def _indexed(self, crit: Criterion) -> bool:
         ptype = crit.param.type
@@ -640,7 +676,11 @@ def run_search(db: Database, conn: sqlite3.Connection, query: SearchQuery) -> Se
             counted = conn.execute(f"SELECT count(*) FROM resource r WHERE {clause}", params)
             total = int(counted.fetchone()[0])
 
-    included = _includes(conn, comp, query.includes, matches) if query.includes else []
+    included = (
+        _includes(conn, comp, query.includes, matches, query.include_access)
+        if query.includes
+        else []
+    )
     return SearchResult(
         matches=[(t, i) for _, t, i in matches],
         included=[(t, i) for _, t, i in included],
@@ -653,10 +693,12 @@ def _includes(
     comp: _Compiler,
     includes: tuple[Include, ...],
     matches: list[tuple[int, str, str]],
+    access: tuple[tuple[str, AnyCriterion | None], ...] | None = None,
 ) -> list[tuple[int, str, str]]:
     """``_include``/``_revinclude`` (search.html#include): round 0 applies every include to the
     matches, each further round (at most ``INCLUDE_ROUNDS``) applies the ``:iterate`` ones to
-    what the previous round added. Matches are never repeated as included."""
+    what the previous round added. Matches are never repeated as included. With ``access``
+    (``SearchQuery.include_access``) each round keeps only what the caller may see."""
     seen = {pk for pk, _, _ in matches}
     included: list[tuple[int, str, str]] = []
     frontier = matches
@@ -670,9 +712,36 @@ def _includes(
                 if row[0] not in seen:
                     seen.add(row[0])
                     added.append(row)
+        if access is not None:
+            added = _permitted(conn, comp, access, added)
         included += added
         frontier = added
     return included
+
+
+def _permitted(
+    conn: sqlite3.Connection,
+    comp: _Compiler,
+    access: tuple[tuple[str, AnyCriterion | None], ...],
+    rows: list[tuple[int, str, str]],
+) -> list[tuple[int, str, str]]:
+    """The ``rows`` whose type ``access`` allows and that meet that type's criterion."""
+    allowed = dict(access)
+    keep: set[int] = set()
+    for rtype in {t for _, t, _ in rows if t in allowed}:
+        pks = [pk for pk, t, _ in rows if t == rtype]
+        crit = allowed[rtype]
+        if crit is None:
+            keep.update(pks)
+            continue
+        pred = comp.predicate(crit, rtype, "r")
+        found = conn.execute(
+            "SELECT r.pk FROM resource r WHERE r.pk IN (SELECT value FROM json_each(?))"
+            f" AND r.deleted = 0 AND {pred.sql}",
+            [orjson.dumps(pks).decode(), *pred.params],
+        )
+        keep.update(int(pk) for (pk,) in found)
+    return [row for row in rows if row[0] in keep]
 
 
 def _include_step(

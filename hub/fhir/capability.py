@@ -30,6 +30,16 @@ TYPE_INTERACTIONS = (
     "search-type",
 )
 SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
+# Append-only (issue 7): created, read and searched, never updated or deleted.
+APPEND_ONLY_TYPES = frozenset({"AuditEvent"})
+APPEND_ONLY_INTERACTIONS = (
+    "read",
+    "vread",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+)
 
 # ``Type:code`` -> why the statement does not offer it although the registry knows it.
 NOT_ADVERTISED: dict[str, str] = {
@@ -77,18 +87,20 @@ def capability_statement(
                 if d.type == "reference" and (not d.targets or rtype in d.targets)
             }
         )
+        writable = rtype not in APPEND_ONLY_TYPES
+        interactions = TYPE_INTERACTIONS if writable else APPEND_ONLY_INTERACTIONS
         resources.append(
             {
                 "type": rtype,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
-                "interaction": [{"code": code} for code in TYPE_INTERACTIONS],
+                "interaction": [{"code": code} for code in interactions],
                 "versioning": "versioned-update",
                 "readHistory": True,
-                "updateCreate": True,
+                "updateCreate": writable,
                 "conditionalCreate": True,
                 "conditionalRead": "not-supported",
-                "conditionalUpdate": True,
-                "conditionalDelete": "single",
+                "conditionalUpdate": writable,
+                "conditionalDelete": "single" if writable else "not-supported",
                 "referencePolicy": ["literal", "logical", "local", "enforced"],
                 "searchInclude": ["*", *references],
                 "searchRevInclude": revs,

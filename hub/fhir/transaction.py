@@ -141,7 +141,7 @@ class BundleProcessor:
         results: dict[int, dict[str, Any]] = {}
 
         def work(uow: UnitOfWork) -> None:
-            self._assign_placeholders(uow, entries)
+            self._assign_placeholders(principal, uow, entries)
             for entry in sorted(entries, key=lambda e: _ORDER[e.method]):
                 if entry.method in ("GET", "HEAD"):
                     continue
@@ -177,8 +177,11 @@ class BundleProcessor:
                     )
                 seen_targets.add(key)
 
-    def _assign_placeholders(self, uow: UnitOfWork, entries: list[Entry]) -> None:
-        """Give each placeholder ``fullUrl`` its ``Type/id`` before any write (http.html#trules)."""
+    def _assign_placeholders(
+        self, principal: Principal, uow: UnitOfWork, entries: list[Entry]
+    ) -> None:
+        """Give each placeholder ``fullUrl`` its ``Type/id`` before any write (http.html#trules);
+        conditional entries match only what ``principal`` may see, as the entries will."""
         for e in entries:
             if not e.full_url or not e.full_url.startswith(("urn:uuid:", "urn:oid:")):
                 continue
@@ -186,8 +189,14 @@ class BundleProcessor:
                 target: str | None = None
                 if e.if_none_exist:
                     try:
+                        access = self.service.check(principal, "create", e.resource_type)
                         ids = self.service.conditional_matches(
-                            uow, e.resource_type, e.if_none_exist, "ifNoneExist"
+                            uow,
+                            e.resource_type,
+                            e.if_none_exist,
+                            "ifNoneExist",
+                            principal=principal,
+                            access=access,
                         )
                     except HubError as exc:
                         raise _located(exc, e) from None
@@ -199,7 +208,10 @@ class BundleProcessor:
                 uow.urn_map[e.full_url] = f"{e.resource_type}/{e.id}"
             elif e.method == "PUT" and e.resource_type and e.query:
                 try:
-                    ids = self.service.conditional_matches(uow, e.resource_type, e.query, "PUT")
+                    access = self.service.check(principal, "update", e.resource_type)
+                    ids = self.service.conditional_matches(
+                        uow, e.resource_type, e.query, "PUT", principal=principal, access=access
+                    )
                 except HubError as exc:
                     raise _located(exc, e) from None
                 if len(ids) == 1:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.errors import HubError, Issue, NotAcceptable, operation_outcome
-from hub.http import auth_routes, fhir_routes, openapi
+from hub.http import audit_routes, auth_routes, fhir_routes, openapi
+from hub.http.audit import AuditMiddleware
 from hub.http.deps import HubState, authenticate, hub_state
 
 log = logging.getLogger("pixelhub.http")
@@ -39,7 +43,46 @@ def _check_format(request: Request) -> None:
         raise NotAcceptable("Only application/fhir+json is served")
 
 
-def create_app(state: HubState) -> FastAPI:
+# CORS (Fetch Standard §3.2) for browser apps: the paths a SMART app calls from the browser.
+_CORS_EXACT = frozenset({"/fhir", "/auth/token", "/auth/revoke", "/auth/jwks"})
+_CORS_PREFIXES = ("/fhir/", "/auth/.well-known/", "/.well-known/")
+_CORS_HEADERS = (
+    "Authorization",
+    "Prefer",
+    "If-Match",
+    "If-None-Match",
+    "If-None-Exist",
+    "If-Modified-Since",
+)
+_CORS_EXPOSED = ("Location", "Content-Location", "ETag", "Last-Modified", "WWW-Authenticate")
+
+
+class PathCors:
+    """Starlette's ``CORSMiddleware`` on the browser-facing paths only, never with credentials
+    (bearer tokens travel in ``Authorization``; no cookie is needed there), so an allowed origin
+    is echoed and ``*`` is never paired with ``Access-Control-Allow-Credentials``."""
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=list(origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=_CORS_HEADERS,
+            allow_credentials=False,
+            expose_headers=_CORS_EXPOSED,
+            max_age=600,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path in _CORS_EXACT or path.startswith(_CORS_PREFIXES):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def create_app(state: HubState, *, cors_origins: Sequence[str] = ()) -> FastAPI:
     app = FastAPI(
         title="PixelHub",
         version=str(state.capability_statement["software"]["version"]),
@@ -76,6 +119,10 @@ def create_app(state: HubState) -> FastAPI:
         return _outcome_response(500, operation_outcome([issue]))
 
     app.middleware("http")(state.metrics.middleware)
+    if state.audit is not None:  # one AuditEvent per /fhir interaction (issue 7)
+        app.add_middleware(AuditMiddleware, trail=state.audit)
+    if cors_origins:  # outermost but for error handling, so 401/403 answers carry CORS too
+        app.add_middleware(PathCors, origins=cors_origins)
 
     @app.get("/fhir/metadata", response_class=openapi.FhirJsonResponse)
     async def metadata() -> Response:
@@ -103,6 +150,7 @@ def create_app(state: HubState) -> FastAPI:
 
     if state.auth_server is not None:  # before /fhir/{type}/{id}, which would match .well-known
         app.include_router(auth_routes.router)
+    app.include_router(audit_routes.router)
     app.include_router(fhir_routes.router)
     generate_openapi = app.openapi
 

@@ -20,8 +20,10 @@ _VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search
 _LAUNCH = {
     "openid": "Know who you are",
     "fhirUser": "Know who you are in the record (your FHIR user)",
+    "launch": "Know what your EHR opened it for (patient, encounter, study)",
     "launch/patient": "Work with the patient you choose",
     "offline_access": "Keep access when you are not using it (until you revoke it)",
+    "online_access": "Keep access while you stay signed in to PixelHub",
 }
 
 
@@ -98,6 +100,21 @@ def consent_page(pending: PendingAuthorization, patient_display: str | None) -> 
         '<button type="submit" name="decision" value="approve">Allow</button>'
         '<button type="submit" name="decision" value="deny">Deny</button></form>',
     )
+
+
+def logout_page(signed_in: bool) -> str:
+    """Sign-out (ends the session that ``online_access`` refresh tokens are bound to)."""
+    if not signed_in:
+        return _page("Signed out", "<p>You are not signed in to PixelHub in this browser.</p>")
+    return _page(
+        "Sign out",
+        "<p>Apps that stay connected only while you are signed in will lose access.</p>"
+        '<form method="post" action="logout"><button type="submit">Sign out</button></form>',
+    )
+
+
+def signed_out_page() -> str:
+    return _page("Signed out", "<p>You are signed out of PixelHub.</p>")
 
 
 def error_page(message: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import Request
 
+from hub.audit import AuditTrail
 from hub.auth import AccessPolicy, Principal
 from hub.errors import PayloadTooLarge
 from hub.fhir.service import FhirService
@@ -24,6 +25,7 @@ class HubState:
     health: Any  # hub.health.HealthCheck
     metrics: Any  # hub.http.metrics.HttpMetrics
     auth_server: AuthorizationServer | None = None  # SMART token endpoints (hub.smart)
+    audit: AuditTrail | None = None  # the audit trail every door writes to (hub.audit)
 
     async def read_body(self, request: Request) -> bytes:
         """The request body, refused with 413 as soon as it passes ``max_body_bytes``."""
@@ -50,4 +52,6 @@ def authenticate(request: Request) -> Principal:
     """The one authentication seam of every protected HTTP route."""
     state = hub_state(request)
     address = request.client.host if request.client else None
-    return state.policy.authenticate_bearer(request.headers.get("authorization"), address)
+    principal = state.policy.authenticate_bearer(request.headers.get("authorization"), address)
+    request.state.principal = principal  # for the audit record (hub.http.audit)
+    return principal

@@ -268,7 +268,7 @@ class ChainedCriterion:
 
     param: ParamRef
     target_type: str
-    inner: Criterion | ChainedCriterion
+    inner: Criterion | ChainedCriterion | AnyOfCriterion
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,10 +279,21 @@ class HasCriterion:
 
     source_type: str
     reference_param: ParamRef
-    inner: Criterion | ChainedCriterion | HasCriterion
+    inner: Criterion | ChainedCriterion | HasCriterion | AnyOfCriterion
 
 
-AnyCriterion = Criterion | ChainedCriterion | HasCriterion
+@dataclass(frozen=True, slots=True)
+class AnyOfCriterion:
+    """True when every criterion of at least one branch is: an OR of ANDs. No search URL spells
+    it (search.html#combining ORs only the values of one parameter); the access policy composes
+    it, e.g. a patient compartment (``subject=Patient/1`` OR ``author=Patient/1``,
+    compartmentdefinition-patient.html) or the restrictions of SMART v2 scopes
+    (scopes-and-launch-context.html). No branches matches nothing; an empty branch matches all."""
+
+    branches: tuple[tuple[AnyCriterion, ...], ...]
+
+
+AnyCriterion = Criterion | ChainedCriterion | HasCriterion | AnyOfCriterion
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +332,10 @@ class SearchQuery:
     includes: tuple[Include, ...] = ()
     # parameters ignored under Prefer: handling=lenient, reported back in the Bundle
     ignored: tuple[str, ...] = field(default=())
+    # What ``_include``/``_revinclude`` may bring, set by the access policy: ``None`` anything;
+    # else the types allowed, each with the criterion its resources must meet (``None``: all).
+    # Applied at every ``:iterate`` round, so a hidden resource never leads to others.
+    include_access: tuple[tuple[str, AnyCriterion | None], ...] | None = None
 
 
 Key = tuple[str, str]  # (resource_type, id)

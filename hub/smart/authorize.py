@@ -7,9 +7,16 @@ bound to a browser cookie and a CSRF token. The user signs in, picks a patient w
 for ``launch/patient`` and the user is no patient, and approves; the app then gets a one-time
 code, valid 60 seconds, that only the PKCE verifier turns into tokens. ``offline_access`` brings a
 refresh token that is rotated on every use; presenting a rotated one again revokes its family.
+``online_access`` brings one bound to the user's sign-in session (``hub.smart.sessions``): it
+stops working, and its family's access tokens are revoked, when the session ends.
 
-Kept in this process's memory: pending requests, codes and refresh tokens (a restart signs
-everyone out).
+EHR launch (§"Launch App: EHR Launch"): a ``launch`` parameter with the ``launch`` scope names a
+context the EHR registered (``hub.smart.launch``); it is spent on first use, its patient needs no
+picker, and the token response carries its ``encounter``, ``fhirContext``,
+``need_patient_banner`` and ``smart_style_url``.
+
+Kept in this process's memory: pending requests, launches, sessions, codes and refresh tokens (a
+restart signs everyone out).
 """
 
 from __future__ import annotations
@@ -21,14 +28,16 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import jwt
 
 from hub.smart.clients import LAUNCH_SCOPES, Client
+from hub.smart.launch import LaunchContext, LaunchError, LaunchRegistry
 from hub.smart.scopes import parse_scope
 from hub.smart.server import AuthorizationServer, OAuthError
+from hub.smart.sessions import SessionStore
 from hub.smart.users import User, UserStore
 
 CODE_LIFETIME = 60
@@ -62,6 +71,16 @@ class AuthorizeError(Exception):
         self.redirect_uri, self.state = redirect_uri, state
 
 
+def _role_allows(user: User, scope: str) -> bool:
+    """Roles gate what a user may be granted (issue 7): the audit log of everyone
+    (``user/AuditEvent.*``) only to auditors; a patient's own log (``patient/AuditEvent.*``) to
+    anyone signed in for that patient."""
+    parsed = parse_scope(scope)
+    if parsed is None or parsed.context != "user" or parsed.resource_type != "AuditEvent":
+        return True
+    return "auditor" in user.roles
+
+
 @dataclass
 class PendingAuthorization:
     """One authorization request between the app's redirect and the user's decision."""
@@ -79,6 +98,8 @@ class PendingAuthorization:
     user: User | None = None
     patient: str | None = None
     failed_logins: int = 0
+    launch: LaunchContext | None = None  # EHR launch
+    session_id: str | None = None  # the sign-in session (online_access)
 
     @property
     def needs_patient(self) -> bool:
@@ -95,6 +116,8 @@ class _Grant:
     patient: str | None
     nonce: str | None = None
     family: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    launch: LaunchContext | None = None
+    session: str | None = None  # set for online_access: the refresh token lives as long
 
 
 def _digest(value: str) -> str:
@@ -116,11 +139,16 @@ class CodeFlow:
         users: UserStore,
         *,
         patients: PatientDirectory,
+        launches: LaunchRegistry | None = None,
+        sessions: SessionStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.server = server
         self.users = users
         self.patients = patients
+        self.launches = launches or LaunchRegistry(clock=clock)
+        self.sessions = sessions or SessionStore(clock=clock)
+        self.sessions.on_end.append(self.end_session)
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: dict[str, PendingAuthorization] = {}
@@ -154,11 +182,21 @@ class CodeFlow:
             raise fail("invalid_request", "PKCE with code_challenge_method=S256 is required")
         if params.get("aud", "").rstrip("/") != self.server.endpoints.fhir_base:
             raise fail("invalid_request", "aud must be this server's FHIR base URL")
-        if "launch" in params:
-            raise fail("invalid_request", "EHR launch is not supported")
-        granted = tuple(s for s in params.get("scope", "").split() if self._allowed(client, s))
+        requested = params.get("scope", "").split()
+        granted = tuple(s for s in requested if self._allowed(client, s, requested))
+        if "launch" not in params:  # the launch scope means nothing without a launch
+            granted = tuple(s for s in granted if s != "launch")
         if not any(parse_scope(s) for s in granted):
             raise fail("invalid_scope", "no requested clinical scope may be granted")
+        launch = None
+        if "launch" in params:
+            if "launch" not in granted:
+                raise fail("invalid_scope", "an EHR launch needs the launch scope")
+            launch = self.launches.take(params["launch"])
+            if launch is None:
+                raise fail("invalid_request", "unknown, expired or already used launch")
+            if launch.client_id not in (None, client.client_id):
+                raise fail("invalid_request", "this launch is for another app")
         pending = PendingAuthorization(
             id=secrets.token_urlsafe(24),
             browser_secret=secrets.token_urlsafe(24),
@@ -170,6 +208,8 @@ class CodeFlow:
             code_challenge=params["code_challenge"],
             nonce=params.get("nonce"),
             expires=self._clock() + PENDING_LIFETIME,
+            patient=launch.patient if launch is not None else None,
+            launch=launch,
         )
         with self._lock:
             now = self._clock()
@@ -177,12 +217,29 @@ class CodeFlow:
             self._pending[pending.id] = pending
         return pending
 
+    def register_launch(self, context: LaunchContext) -> str:
+        """The launch id for an EHR's launch context (``LaunchError`` when it names an unknown
+        patient, user or client)."""
+        if context.patient is not None and self.patients.display(context.patient) is None:
+            raise LaunchError(f"there is no Patient/{context.patient}")
+        if context.user is not None and self.users.get(context.user) is None:
+            raise LaunchError(f"there is no user {context.user!r}")
+        if context.client_id is not None and self.server.clients.get(context.client_id) is None:
+            raise LaunchError(f"there is no client {context.client_id!r}")
+        return self.launches.register(context)
+
     @staticmethod
-    def _allowed(client: Client, scope: str) -> bool:
+    def _allowed(client: Client, scope: str, requested: list[str]) -> bool:
         parsed = parse_scope(scope)
         if parsed is None:
             return scope in LAUNCH_SCOPES and scope in client.scopes
-        if parsed.context != "user":  # system/: no user here; patient/: no compartment filter yet
+        # system/: no user here; patient/: only with a patient context (standalone or EHR
+        # launch) to confine it to (SMART scopes-and-launch-context.html); a token without a
+        # ``patient`` still gets nothing from them (hub.auth.AccessPolicy)
+        patient_context = any(
+            s in requested and s in client.scopes for s in ("launch/patient", "launch")
+        )
+        if parsed.context == "system" or (parsed.context == "patient" and not patient_context):
             return False
         return any(
             (a := parse_scope(c)) is not None
@@ -210,7 +267,15 @@ class CodeFlow:
             raise AuthorizeError("invalid_request", "this sign-in form is not valid any more")
         return pending
 
-    def login(self, pending: PendingAuthorization, username: str, password: str) -> bool:
+    def login(
+        self,
+        pending: PendingAuthorization,
+        username: str,
+        password: str,
+        session_id: str | None = None,
+    ) -> bool:
+        """Check the credentials; on success, ``pending.session_id`` is the browser's sign-in
+        session (``session_id``, the one its cookie names, when still live for this user)."""
         user = self.users.authenticate(username, password)
         if user is None:
             pending.failed_logins += 1
@@ -220,9 +285,31 @@ class CodeFlow:
                     "access_denied", "too many failed sign-ins", pending.redirect_uri, pending.state
                 )
             return False
+        launch = pending.launch
+        if launch is not None and launch.user is not None and launch.user != user.username:
+            self.drop(pending)
+            raise AuthorizeError(
+                "access_denied",
+                "the EHR launched this app for another user",
+                pending.redirect_uri,
+                pending.state,
+            )
+        own_patient = (
+            user.fhir_user.split("/", 1)[1] if user.fhir_user.startswith("Patient/") else None
+        )
+        if own_patient is not None and pending.patient not in (None, own_patient):
+            self.drop(pending)
+            raise AuthorizeError(
+                "access_denied",
+                "a patient can be launched only into their own record",
+                pending.redirect_uri,
+                pending.state,
+            )
         pending.user = user
-        if "launch/patient" in pending.scopes and user.fhir_user.startswith("Patient/"):
-            pending.patient = user.fhir_user.split("/", 1)[1]
+        pending.scopes = tuple(s for s in pending.scopes if _role_allows(user, s))
+        if "launch/patient" in pending.scopes and own_patient is not None:
+            pending.patient = own_patient
+        pending.session_id = self.sessions.start(user.username, session_id).id
         return True
 
     def choose_patient(self, pending: PendingAuthorization, patient_id: str) -> bool:
@@ -256,8 +343,15 @@ class CodeFlow:
         self.drop(pending)
         self._purge()
         code = secrets.token_urlsafe(32)
+        online = "online_access" in pending.scopes and "offline_access" not in pending.scopes
         grant = _Grant(
-            pending.client.client_id, pending.user, pending.scopes, pending.patient, pending.nonce
+            pending.client.client_id,
+            pending.user,
+            pending.scopes,
+            pending.patient,
+            pending.nonce,
+            launch=pending.launch,
+            session=pending.session_id if online else None,
         )
         with self._lock:
             self._codes[_digest(code)] = (
@@ -312,6 +406,9 @@ class CodeFlow:
         if used:
             self._revoke_family(grant.family)
             raise OAuthError("invalid_grant", "this refresh token was already used")
+        if grant.session is not None and not self.sessions.active(grant.session):
+            self._revoke_family(grant.family)
+            raise OAuthError("invalid_grant", "the sign-in session of this refresh token ended")
         requested = tuple(form["scope"].split()) if "scope" in form else grant.scopes
         if not set(requested) <= set(grant.scopes):
             raise OAuthError("invalid_scope", "a refresh cannot widen the granted scopes")
@@ -322,6 +419,14 @@ class CodeFlow:
         response = self._tokens(client, grant, requested, with_id_token=False)
         response.pop("_jti")
         return response
+
+    def end_session(self, session_id: str) -> None:
+        """The user signed out: their ``online_access`` refresh tokens, and the access tokens
+        issued with them, stop working."""
+        with self._lock:
+            families = {g.family for _, g, _ in self._refresh.values() if g.session == session_id}
+        for family in families:
+            self._revoke_family(family)
 
     def _revoke_family(self, family: str) -> None:
         with self._lock:
@@ -339,6 +444,9 @@ class CodeFlow:
         extra: dict[str, Any] = {"fhirUser": self._fhir_user_url(grant.user)}
         if grant.patient is not None:
             extra["patient"] = grant.patient
+        context = grant.launch.token_parameters() if grant.launch is not None else {}
+        if "encounter" in context:
+            extra["encounter"] = context["encounter"]
         token, claims = self.server.sign_access_token(
             client.client_id, scope, subject=grant.user.username, extra=extra
         )
@@ -351,23 +459,31 @@ class CodeFlow:
         }
         if grant.patient is not None:
             response["patient"] = grant.patient
+        response.update(context)
         with self._lock:
             self._family_jtis.setdefault(grant.family, []).append(
                 (claims["jti"], float(claims["exp"]))
             )
-        if "offline_access" in scopes:
+        expires = self._refresh_expiry(grant, scopes)
+        if expires is not None:
             refresh = secrets.token_urlsafe(32)
-            rotated = _Grant(grant.client_id, grant.user, scopes, grant.patient, None, grant.family)
+            rotated = replace(grant, scopes=scopes, nonce=None)
             with self._lock:
-                self._refresh[_digest(refresh)] = (
-                    self._clock() + REFRESH_LIFETIME,
-                    rotated,
-                    False,
-                )
+                self._refresh[_digest(refresh)] = (expires, rotated, False)
             response["refresh_token"] = refresh
         if with_id_token and "openid" in scopes and "fhirUser" in scopes:
             response["id_token"] = self._id_token(client, grant)
         return response
+
+    def _refresh_expiry(self, grant: _Grant, scopes: tuple[str, ...]) -> float | None:
+        """When a refresh token for ``scopes`` would expire; ``None``: no refresh token."""
+        until = self._clock() + REFRESH_LIFETIME
+        if "offline_access" in scopes:
+            return until
+        if "online_access" in scopes and grant.session is not None:
+            session = self.sessions.get(grant.session)
+            return min(until, session.expires) if session is not None else None
+        return None
 
     def _fhir_user_url(self, user: User) -> str:
         return f"{self.server.endpoints.fhir_base}/{user.fhir_user}"

@@ -5,13 +5,15 @@ The client types of SMART App Launch 2.2 ``client-authentication.html``:
 - ``public``: no credentials; only the authorization-code grant with PKCE (``app-launch.html``);
 - ``confidential-symmetric``: a generated secret, shown once and stored only as an scrypt hash
   (RFC 7914), presented with ``client_secret_basic`` or ``client_secret_post`` (RFC 6749 §2.3.1);
-- ``confidential-asymmetric``: a registered JWK Set of public keys (RS384/ES384), presented as a
-  ``private_key_jwt`` client assertion (RFC 7523 §2.2).
+- ``confidential-asymmetric``: a registered JWK Set of public keys (RS384/ES384), or the URL
+  of one (fetched by ``hub.smart.remote_jwks``), presented as a ``private_key_jwt`` client
+  assertion (RFC 7523 §2.2).
 
 Confidential clients may hold ``system/`` scopes (``client_credentials``, SMART
-``backend-services.html``); clients with redirect URIs may hold ``user/`` scopes and the launch
-scopes of ``LAUNCH_SCOPES`` (authorization code). ``patient/`` scopes are refused until the
-patient-compartment filter exists.
+``backend-services.html``) and ``pixelhub.launch``, the permission to register EHR launches
+(``hub.smart.launch``); clients with redirect URIs may hold ``user/`` scopes and the launch
+scopes of ``LAUNCH_SCOPES`` (authorization code), and ``patient/`` scopes, which are granted only
+with a patient launch context and confined to that patient's compartment (``hub.auth``).
 
 The file is re-read whenever it changes, so ``pixelhub clients add`` takes effect on a running hub.
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from hub.smart.launch import LAUNCH_API_SCOPE
 from hub.smart.scopes import parse_scope
 
 ClientType = Literal["public", "confidential-symmetric", "confidential-asymmetric"]
@@ -40,7 +43,14 @@ CLIENT_TYPES: tuple[ClientType, ...] = (
     "confidential-asymmetric",
 )
 # Non-clinical scopes a client may be granted (SMART scopes-and-launch-context.html).
-LAUNCH_SCOPES = ("openid", "fhirUser", "launch/patient", "offline_access")
+LAUNCH_SCOPES = (
+    "openid",
+    "fhirUser",
+    "launch",
+    "launch/patient",
+    "offline_access",
+    "online_access",
+)
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -84,6 +94,7 @@ class Client:
     secret_hash: str | None = None
     jwks: dict[str, Any] = field(default_factory=dict)
     redirect_uris: tuple[str, ...] = ()
+    jwks_uri: str | None = None  # asymmetric clients: where their JWK Set is fetched from
 
 
 def _check_scopes(
@@ -93,13 +104,9 @@ def _check_scopes(
         raise ValueError("a client needs at least one scope")
     for scope in scopes:
         parsed = parse_scope(scope)
-        if parsed is not None and parsed.context == "patient":
-            raise ValueError(
-                f"{scope!r}: patient/ scopes are not granted yet (no patient-compartment filter)"
-            )
-        if parsed is not None and parsed.context == "system":
+        if (parsed is not None and parsed.context == "system") or scope == LAUNCH_API_SCOPE:
             if client_type == "public":
-                raise ValueError(f"{scope!r}: system/ scopes are for confidential clients only")
+                raise ValueError(f"{scope!r} is for confidential clients only")
         elif parsed is not None or scope in LAUNCH_SCOPES:
             if not redirect_uris:
                 raise ValueError(
@@ -115,6 +122,16 @@ def _check_redirect_uri(uri: str) -> None:
     loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
     if parts.fragment or not parts.hostname or parts.scheme not in ("https", "http"):
         raise ValueError(f"{uri!r}: a redirect URI is an absolute http(s) URL without fragment")
+    if parts.scheme == "http" and not loopback:
+        raise ValueError(f"{uri!r}: plain http is allowed only for localhost")
+
+
+def check_jwks_uri(uri: str) -> None:
+    """An absolute https URL (plain http only for the loopback host), no fragment."""
+    parts = urlsplit(uri)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.fragment or not parts.hostname or parts.scheme not in ("https", "http"):
+        raise ValueError(f"{uri!r}: a JWKS URL is an absolute https URL")
     if parts.scheme == "http" and not loopback:
         raise ValueError(f"{uri!r}: plain http is allowed only for localhost")
 
@@ -175,6 +192,7 @@ class ClientStore:
         *,
         jwks: dict[str, Any] | None = None,
         redirect_uris: tuple[str, ...] = (),
+        jwks_uri: str | None = None,
     ) -> tuple[Client, str | None]:
         """Register a client; returns it and, for a symmetric client, its secret (shown once)."""
         if client_type not in CLIENT_TYPES:
@@ -186,13 +204,18 @@ class ClientStore:
         _check_scopes(scopes, client_type, redirect_uris)
         secret: str | None = None
         secret_hash: str | None = None
+        if client_type != "confidential-asymmetric" and jwks_uri is not None:
+            raise ValueError("only an asymmetric client has a JWKS URL")
         if client_type == "public":
             if jwks is not None:
                 raise ValueError("a public client has no keys")
         elif client_type == "confidential-asymmetric":
-            if jwks is None:
-                raise ValueError("an asymmetric client needs a JWKS")
-            _check_jwks(jwks)
+            if (jwks is None) == (jwks_uri is None):
+                raise ValueError("an asymmetric client needs a JWKS or a JWKS URL (one of them)")
+            if jwks is not None:
+                _check_jwks(jwks)
+            if jwks_uri is not None:
+                check_jwks_uri(jwks_uri)
         else:
             if jwks is not None:
                 raise ValueError("a symmetric client has a secret, not a JWKS")
@@ -206,6 +229,7 @@ class ClientStore:
             secret_hash,
             jwks or {},
             redirect_uris,
+            jwks_uri,
         )
         clients = [*self._load().values(), client]
         self._path.parent.mkdir(parents=True, exist_ok=True)

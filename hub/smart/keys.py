@@ -6,6 +6,11 @@ separate RSA key for OpenID Connect id_tokens (RS256), so no key ever signs with
 They are generated (PKCS#8 PEM, file mode 0600, directory 0700) when first needed (``KeyStore.load``
 at ``pixelhub serve`` start-up, the first token or JWKS request) and loaded afterwards. Each key's
 ``kid`` is its RFC 7638 thumbprint, so a token names exactly the key (and algorithm) that signed it.
+
+Rotation by ``kid`` (``pixelhub keys rotate``): a new key per algorithm becomes the active one
+and the key ring ``keyring.json`` records it; the keys it replaces stay in ``/auth/jwks`` and keep
+verifying the tokens they signed until ``pixelhub keys retire KID`` removes them. A running hub
+picks the change up within a second.
 """
 
 from __future__ import annotations
@@ -14,8 +19,11 @@ import base64
 import hashlib
 import json
 import os
+import secrets
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +31,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+RETIRED_FILE = "retired-public.json"
 SIGNING_ALGORITHMS = ("RS384", "ES384")  # access tokens
 ID_TOKEN_ALGORITHM = "RS256"  # OpenID Connect Core §15.1: id_tokens are verifiable with RS256
 _FILES = {"RS384": "rs384.pem", "ES384": "es384.pem", "RS256": "rs256-id-token.pem"}
+MANIFEST = "keyring.json"  # written by the first rotation; absent: the three _FILES, all active
 _REQUIRED_MEMBERS = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
 
 
@@ -101,27 +111,80 @@ def _load_or_create(path: Path, alg: str) -> rsa.RSAPrivateKey | ec.EllipticCurv
     raise ValueError(f"{path} does not hold a key for {alg}")
 
 
-class KeyStore:
-    """The signing keys of one data directory, by ``kid``."""
+@dataclass(frozen=True)
+class _Entry:
+    """One key of the key ring: its PEM file, algorithm and whether it signs new tokens."""
 
-    def __init__(self, keys_dir: Path) -> None:
+    file: str
+    alg: str
+    active: bool
+
+
+def _default_ring() -> list[_Entry]:
+    return [_Entry(_FILES[alg], alg, True) for alg in (*SIGNING_ALGORITHMS, ID_TOKEN_ALGORITHM)]
+
+
+class KeyStore:
+    """The signing keys of one data directory, by ``kid``; picks up rotations by other
+    processes (the manifest is checked at most once per ``recheck`` seconds)."""
+
+    def __init__(
+        self,
+        keys_dir: Path,
+        *,
+        recheck: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._dir = keys_dir
+        self._manifest = keys_dir / MANIFEST
+        self._recheck = recheck
+        self._clock = clock
         self._lock = threading.Lock()
         self._keys: dict[str, SigningKey] = {}
         self._by_alg: dict[str, SigningKey] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._checked: float | None = None
 
-    def load(self) -> None:
-        """Load the keys, generating those that do not exist yet."""
+    def _ring(self) -> list[_Entry]:
+        if not self._manifest.exists():
+            return _default_ring()
+        raw = json.loads(self._manifest.read_text(encoding="utf-8"))
+        return [_Entry(e["file"], e["alg"], bool(e["active"])) for e in raw["keys"]]
+
+    def _manifest_stamp(self) -> tuple[int, int] | None:
+        try:
+            stat = self._manifest.stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def load(self, *, force: bool = False) -> None:
+        """Load the keys, generating the initial ones that do not exist yet; reload when the
+        key ring changed (checked at most once per ``recheck`` seconds unless ``force``)."""
+        now = self._clock()
+        if (
+            not force
+            and self._by_alg
+            and self._checked is not None
+            and now - self._checked < self._recheck
+        ):
+            return
         with self._lock:
-            if self._by_alg:
+            self._checked = now
+            stamp = self._manifest_stamp()
+            if self._by_alg and stamp == self._stamp:
                 return
             self._dir.mkdir(parents=True, exist_ok=True)
             os.chmod(self._dir, 0o700)
-            for alg in (*SIGNING_ALGORITHMS, ID_TOKEN_ALGORITHM):
-                private = _load_or_create(self._dir / _FILES[alg], alg)
-                key = SigningKey(alg, thumbprint(public_jwk(private)), private)
-                self._keys[key.kid] = key
-                self._by_alg[alg] = key
+            keys: dict[str, SigningKey] = {}
+            by_alg: dict[str, SigningKey] = {}
+            for entry in self._ring():
+                private = _load_or_create(self._dir / entry.file, entry.alg)
+                key = SigningKey(entry.alg, thumbprint(public_jwk(private)), private)
+                keys[key.kid] = key
+                if entry.active:
+                    by_alg[entry.alg] = key
+            self._keys, self._by_alg, self._stamp = keys, by_alg, stamp
 
     def signing_key(self, alg: str = "RS384") -> SigningKey:
         """The key that signs new tokens with ``alg``."""
@@ -134,10 +197,78 @@ class KeyStore:
         return self._by_alg[ID_TOKEN_ALGORITHM]
 
     def by_kid(self, kid: str) -> SigningKey | None:
+        """The published key ``kid`` (active or not yet retired)."""
         self.load()
+        key = self._keys.get(kid)
+        if key is None:  # perhaps rotated in just now by another process
+            self.load()
         return self._keys.get(kid)
 
     def jwks(self) -> dict[str, Any]:
-        """The public JWK Set (RFC 7517 §5)."""
+        """The public JWK Set (RFC 7517 §5): every published key, active or not yet retired."""
         self.load()
         return {"keys": [key.jwk() for key in self._keys.values()]}
+
+    def listing(self) -> list[tuple[SigningKey, bool]]:
+        """Every published key and whether it signs new tokens."""
+        self.load(force=True)
+        active = {key.kid for key in self._by_alg.values()}
+        return [(key, key.kid in active) for key in self._keys.values()]
+
+    def _write_ring(self, ring: list[_Entry]) -> None:
+        tmp = self._manifest.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({"keys": [asdict(e) for e in ring]}, out, indent=2)
+        os.replace(tmp, self._manifest)
+
+    def rotate(
+        self, algs: tuple[str, ...] = (*SIGNING_ALGORITHMS, ID_TOKEN_ALGORITHM)
+    ) -> list[str]:
+        """New active keys for ``algs``; the keys they replace stay published (in the JWKS and
+        verifying the tokens they signed) until ``retire``. Returns the new ``kid`` values."""
+        self.load(force=True)
+        ring = self._ring()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        for alg in algs:
+            name = f"{alg.lower()}-{stamp}-{secrets.token_hex(3)}.pem"
+            _load_or_create(self._dir / name, alg)
+            ring = [replace(e, active=False) if e.alg == alg else e for e in ring]
+            ring.append(_Entry(name, alg, True))
+        self._write_ring(ring)
+        self.load(force=True)
+        return [self._by_alg[alg].kid for alg in algs]
+
+    def retire(self, kid: str) -> None:
+        """Unpublish the inactive key ``kid``: tokens it signed stop verifying."""
+        self.load(force=True)
+        key = self._keys.get(kid)
+        if key is None:
+            raise ValueError(f"no published key {kid!r}")
+        if self._by_alg.get(key.alg) is key:
+            raise ValueError(f"{kid!r} is the active {key.alg} key; rotate first")
+        ring = self._ring()
+        kept: list[_Entry] = []
+        gone: list[_Entry] = []
+        for entry in ring:
+            private = _load_or_create(self._dir / entry.file, entry.alg)
+            (gone if thumbprint(public_jwk(private)) == kid else kept).append(entry)
+        self._write_ring(kept)
+        retired = self._retired()
+        retired[kid] = key.jwk()  # public only: what signed audit checkpoints stays checkable
+        path = self._dir / RETIRED_FILE
+        path.write_text(json.dumps({"keys": list(retired.values())}, indent=1))
+        for entry in gone:
+            (self._dir / entry.file).unlink(missing_ok=True)
+        self.load(force=True)
+
+    def _retired(self) -> dict[str, dict[str, str]]:
+        path = self._dir / RETIRED_FILE
+        if not path.exists():
+            return {}
+        return {k["kid"]: k for k in json.loads(path.read_text())["keys"]}
+
+    def retired_public_key(self, kid: str) -> dict[str, str] | None:
+        """The public JWK of a retired key: tokens no longer verify with it, but the audit
+        trail's signed checkpoints (``hub.audit.signing``) still do."""
+        return self._retired().get(kid)

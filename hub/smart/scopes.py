@@ -19,6 +19,9 @@ from urllib.parse import parse_qsl
 
 Context = Literal["patient", "user", "system"]
 V2_ORDER = "cruds"
+# Types a ``*`` scope does not reach: auditors get ``user/AuditEvent.rs``, patients
+# ``patient/AuditEvent.rs`` ("who looked at my images"), clinicians' ``user/*.rs`` does not read it.
+EXPLICIT_ONLY = frozenset({"AuditEvent"})
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _SCOPE = re.compile(
     r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]*)\.(?P<perms>[a-z*]+)"
@@ -38,8 +41,11 @@ class ResourceScope:
     version: Literal[1, 2] = 2
 
     def covers(self, resource_type: str, permission: str) -> bool:
-        """True when this scope names ``resource_type`` and grants ``permission``."""
-        return self.resource_type in ("*", resource_type) and permission in self.permissions
+        """True when this scope names ``resource_type`` and grants ``permission``. A wildcard
+        never covers ``EXPLICIT_ONLY`` types: the audit log needs its own scope."""
+        if self.resource_type == "*":
+            return resource_type not in EXPLICIT_ONLY and permission in self.permissions
+        return self.resource_type == resource_type and permission in self.permissions
 
 
 def _v2_letters(perms: str) -> frozenset[str] | None:

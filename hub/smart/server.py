@@ -5,15 +5,17 @@ the authorization-code grant lives in ``hub.smart.authorize``):
 
 - the token endpoint with the ``client_credentials`` grant (RFC 6749 §4.4) for clients
   authenticated by ``private_key_jwt`` (RFC 7523 §2.2, RS384/ES384 against the client's
-  registered JWKS, ``jti`` single use, ``exp`` at most five minutes ahead, ``aud`` = the token
-  endpoint) or by a shared secret (``client_secret_basic``/``client_secret_post``, RFC 6749
-  §2.3.1); errors as RFC 6749 §5.2 JSON;
+  registered JWKS or JWKS URL, ``jti`` single use, ``exp`` at most five minutes ahead, ``aud`` =
+  the token endpoint, a ``jku`` header only when it is the registered URL) or by a shared secret
+  (``client_secret_basic``/``client_secret_post``, RFC 6749 §2.3.1); errors as RFC 6749 §5.2
+  JSON;
 - access tokens as signed JWTs (RFC 9068 ``at+jwt``) carrying ``scope`` and ``client_id``,
   checked by ``verify_access_token`` (our ``kid``, that key's own algorithm only, ``iss``,
   ``aud`` = the FHIR base, ``exp``, not revoked);
 - token introspection (RFC 7662) and revocation (RFC 7009), both client-authenticated.
 
-``client_credentials`` grants only ``system/`` clinical scopes: no user or patient takes part.
+``client_credentials`` grants only ``system/`` clinical scopes (no user or patient takes part)
+and ``pixelhub.launch``, the EHR's permission to register launches (``hub.smart.launch``).
 The ``jti`` replay cache and the revocation list live in this process's memory.
 """
 
@@ -21,9 +23,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,6 +38,8 @@ import jwt
 
 from hub.smart.clients import Client, ClientStore, verify_secret
 from hub.smart.keys import SIGNING_ALGORITHMS, KeyStore
+from hub.smart.launch import LAUNCH_API_SCOPE
+from hub.smart.remote_jwks import JwksCache
 from hub.smart.scopes import ResourceScope, parse_scope
 
 if TYPE_CHECKING:
@@ -41,6 +48,22 @@ if TYPE_CHECKING:
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = 300  # seconds; SMART backend-services: exp no more than 5 minutes ahead
 _KTY = {"RS384": "RSA", "ES384": "EC"}
+_B64URL = re.compile(r"[A-Za-z0-9_-]{1,2048}")
+VERIFIED_CACHE_SIZE = 4096  # access tokens whose signature was checked, kept until they expire
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWS (RFC 7515 §7.1), only to pick the key."""
+    head, dot, _ = token.partition(".")
+    if not dot or not _B64URL.fullmatch(head):
+        raise InvalidToken("not a JWT")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, binascii.Error):
+        raise InvalidToken("not a JWT") from None
+    if not isinstance(header, dict):
+        raise InvalidToken("not a JWT")
+    return header
 
 
 @dataclass
@@ -130,15 +153,20 @@ class AuthorizationServer:
         endpoints: Endpoints,
         *,
         access_token_lifetime: int = 300,
+        jwks_cache: JwksCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.keys = keys
         self.clients = clients
         self.endpoints = endpoints
         self.access_token_lifetime = access_token_lifetime
+        self.jwks_cache = jwks_cache or JwksCache()
         self._clock = clock
         self._seen_assertions = _ExpiringSet()
         self._revoked = _ExpiringSet()
+        # token -> (kid, claims) of tokens verified before: a signature is checked once per token
+        self._verified: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self._verified_lock = threading.Lock()
         self.code_flow: CodeFlow | None = None  # set by hub.smart.authorize.CodeFlow
 
     # -- client authentication (SMART client-authentication.html, RFC 6749 §2.3) --------------
@@ -216,7 +244,11 @@ class AuthorizationServer:
             raise self._invalid_client("unknown client")
         if claims.get("sub") != client_id or form.get("client_id", client_id) != client_id:
             raise self._invalid_client("iss, sub and client_id must all name the client")
+        if "jku" in header and header["jku"] != client.jwks_uri:  # backend-services §"Signature"
+            raise self._invalid_client("the jku header is not the client's registered JWKS URL")
         jwk = next((k for k in client.jwks.get("keys", []) if k.get("kid") == kid), None)
+        if jwk is None and client.jwks_uri is not None:
+            jwk = self.jwks_cache.key(client.jwks_uri, kid)
         if jwk is None or jwk.get("kty") != _KTY[alg] or jwk.get("alg", alg) != alg:
             raise self._invalid_client("no registered key of this kid for this algorithm")
         now = self._clock()
@@ -261,7 +293,9 @@ class AuthorizationServer:
         granted = []
         for scope in requested:
             parsed = parse_scope(scope)
-            if parsed is not None and _grantable(parsed, allowed):
+            if (parsed is not None and _grantable(parsed, allowed)) or (
+                scope == LAUNCH_API_SCOPE and scope in client.scopes
+            ):
                 granted.append(scope)
         if not granted:
             raise OAuthError("invalid_scope", "none of the requested scopes may be granted")
@@ -314,11 +348,30 @@ class AuthorizationServer:
     def verify_access_token(self, token: str) -> dict[str, Any]:
         """The claims of a valid access token; ``InvalidToken`` otherwise. The ``kid`` picks
         one of our keys and only that key's algorithm is accepted, so ``alg: none`` and an HMAC
-        keyed with a public key are refused (RFC 8725 §3.1)."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidToken("not a JWT") from None
+        keyed with a public key are refused (RFC 8725 §3.1). A token verified before (the exact
+        same string) is not checked again while it lives, its key is published and it is not
+        revoked."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            kid, claims = cached
+            if time.time() < claims["exp"] and self.keys.by_kid(kid) is not None:
+                if claims["jti"] in self._revoked:
+                    raise InvalidToken("revoked")
+                return dict(claims)
+            with self._verified_lock:
+                self._verified.pop(token, None)
+        kid, claims = self._verify_signed(token)
+        if claims["jti"] in self._revoked:
+            raise InvalidToken("revoked")
+        with self._verified_lock:
+            self._verified[token] = (kid, claims)
+            while len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return dict(claims)
+
+    def _verify_signed(self, token: str) -> tuple[str, dict[str, Any]]:
+        """The ``kid`` and claims of a token whose signature and claims check out."""
+        header = _unverified_header(token)
         kid = header.get("kid")
         key = self.keys.by_kid(kid) if isinstance(kid, str) else None
         if key is None or key.alg not in SIGNING_ALGORITHMS or header.get("alg") != key.alg:
@@ -337,9 +390,9 @@ class AuthorizationServer:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from None
-        if claims["jti"] in self._revoked:
-            raise InvalidToken("revoked")
-        return claims
+        if time.time() >= claims["exp"]:  # the same clock as the cache of verified tokens
+            raise InvalidToken("expired")
+        return key.kid, claims
 
     def introspect(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
         """RFC 7662 §2: ``active`` and the token's claims, for an authenticated client."""
@@ -350,7 +403,18 @@ class AuthorizationServer:
             claims = self.verify_access_token(form["token"])
         except InvalidToken:
             return {"active": False}
-        keep = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "patient")
+        keep = (
+            "scope",
+            "client_id",
+            "sub",
+            "exp",
+            "iat",
+            "iss",
+            "aud",
+            "jti",
+            "patient",
+            "encounter",
+        )
         body = {k: claims[k] for k in (*keep, "fhirUser") if k in claims}
         return {"active": True, "token_type": "Bearer", **body}
 
@@ -405,19 +469,31 @@ class AuthorizationServer:
             config["scopes_supported"] += [
                 "openid",
                 "fhirUser",
+                "launch",
                 "launch/patient",
                 "offline_access",
+                "online_access",
                 "user/*.cruds",
                 "user/*.rs",
                 "user/*.read",
+                "patient/*.cruds",
+                "patient/*.rs",
+                "patient/*.read",
             ]
             config["capabilities"] += [
+                "launch-ehr",
                 "launch-standalone",
                 "authorize-post",
                 "client-public",
                 "sso-openid-connect",
+                "context-banner",
+                "context-ehr-patient",
+                "context-ehr-encounter",
                 "context-standalone-patient",
+                "context-style",
                 "permission-offline",
+                "permission-online",
+                "permission-patient",
                 "permission-user",
             ]
         return config
@@ -463,6 +539,6 @@ class AuthorizationServer:
                     "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)",
                 }
             ],
-            "description": "SMART on FHIR: standalone launch (authorization code with PKCE) and"
-            " backend services (client_credentials); bearer access tokens are JWTs.",
+            "description": "SMART on FHIR: EHR and standalone launch (authorization code with"
+            " PKCE) and backend services (client_credentials); bearer access tokens are JWTs.",
         }

@@ -57,6 +57,9 @@ class UserStore:
                 self._stamp = (stat.st_mtime_ns, stat.st_size)
             return self._users
 
+    def get(self, username: str) -> User | None:
+        return self._load().get(username)
+
     def list(self) -> list[User]:
         return sorted(self._load().values(), key=lambda u: u.username)
 

@@ -26,6 +26,8 @@ from fastapi.testclient import TestClient
 
 from hub.composition import Hub
 from hub.fhir.capability import (
+    APPEND_ONLY_INTERACTIONS,
+    APPEND_ONLY_TYPES,
     NOT_ADVERTISED,
     SYSTEM_INTERACTIONS,
     TYPE_INTERACTIONS,
@@ -312,6 +314,9 @@ def test_type_interactions(world: World, rtype: str, collect_for_validation: Any
     conditionalUpdate, conditionalDelete (single)."""
     statement = world.client.get("/fhir/metadata").json()
     advertised = next(r for r in statement["rest"][0]["resource"] if r["type"] == rtype)
+    if rtype in APPEND_ONLY_TYPES:
+        _append_only(world, rtype, advertised)
+        return
     assert {i["code"] for i in advertised["interaction"]} == set(TYPE_INTERACTIONS)
     claims = {k: advertised[k] for k in ("versioning", "updateCreate", "conditionalCreate",
               "conditionalUpdate", "conditionalDelete")}  # fmt: skip
@@ -403,6 +408,34 @@ def test_type_interactions(world: World, rtype: str, collect_for_validation: Any
     if rtype == "ImagingStudy":
         collect_for_validation("conformance/truth/history-type/ImagingStudy", type_history)
         collect_for_validation("conformance/truth/outcome-412", conflict)
+
+
+def _append_only(world: World, rtype: str, advertised: dict[str, Any]) -> None:
+    """An append-only type (the audit log): created, read, vread, searched, its history read;
+    update, patch and delete refused with 405, as the statement says by leaving them out."""
+    assert [i["code"] for i in advertised["interaction"]] == list(APPEND_ONLY_INTERACTIONS)
+    assert (advertised["updateCreate"], advertised["conditionalUpdate"]) == (False, False)
+    assert advertised["conditionalDelete"] == "not-supported"
+    c = world.client
+    tag = f"{SYSTEM}|interactions-{rtype}"
+    body = world.generator.base(rtype)
+    body["meta"] = {"tag": [{"system": SYSTEM, "code": f"interactions-{rtype}"}]}
+    created = world.create(body)
+    rid = created["id"]
+    assert c.get(f"/fhir/{rtype}/{rid}").json() == created
+    assert c.get(f"/fhir/{rtype}/{rid}/_history/1").status_code == 200
+    assert matches(world.search(rtype, [("_tag", tag)])) == [rid]
+    assert c.get(f"/fhir/{rtype}/{rid}/_history").json()["total"] == 1
+    assert c.get(f"/fhir/{rtype}/_history").status_code == 200
+    _outcome(c.put(f"/fhir/{rtype}/{rid}", json=created), 405)
+    _outcome(c.put(f"/fhir/{rtype}/new-one", json={**created, "id": "new-one"}), 405)
+    _outcome(c.delete(f"/fhir/{rtype}/{rid}"), 405)
+    patch = c.patch(
+        f"/fhir/{rtype}/{rid}",
+        content=b"[]",
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    _outcome(patch, 405)
 
 
 def test_system_interactions(world: World, collect_for_validation: Any) -> None:

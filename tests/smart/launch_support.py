@@ -22,8 +22,10 @@ AUD = "http://testserver/fhir"
 APP_SCOPES = (
     "openid",
     "fhirUser",
+    "launch",
     "launch/patient",
     "offline_access",
+    "online_access",
     "user/*.rs",
 )
 PASSWORD = "correct horse battery"

@@ -56,14 +56,21 @@ def test_discovery_names_the_code_flow(http: TestClient) -> None:
         "refresh_token",
     }
     assert set(config["capabilities"]) == {
+        "launch-ehr",
         "launch-standalone",
         "authorize-post",
         "client-public",
         "client-confidential-symmetric",
         "client-confidential-asymmetric",
         "sso-openid-connect",
+        "context-banner",
+        "context-ehr-patient",
+        "context-ehr-encounter",
         "context-standalone-patient",
+        "context-style",
         "permission-offline",
+        "permission-online",
+        "permission-patient",
         "permission-user",
         "permission-v1",
         "permission-v2",
@@ -187,7 +194,8 @@ def test_public_client_cannot_use_client_credentials(http: TestClient, launch: L
         ({"state": ""}, "invalid_request"),
         ({"response_type": "token"}, "unsupported_response_type"),
         ({"scope": "openid system/*.rs"}, "invalid_scope"),
-        ({"launch": "abc"}, "invalid_request"),
+        ({"launch": "abc", "scope": "launch user/*.rs"}, "invalid_request"),
+        ({"launch": "abc"}, "invalid_scope"),
     ],
     ids=[
         "pkce-plain",
@@ -198,7 +206,8 @@ def test_public_client_cannot_use_client_credentials(http: TestClient, launch: L
         "no-state",
         "implicit",
         "system-scope",
-        "ehr-launch",
+        "unknown-launch",
+        "launch-without-launch-scope",
     ],
 )
 def test_bad_authorization_requests_go_back_with_an_error(

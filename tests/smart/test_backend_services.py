@@ -374,16 +374,21 @@ def test_unknown_kid_is_refused(http: TestClient, hub: Hub) -> None:
     assert _status(http, token) == 401
 
 
-def test_patient_scopes_grant_nothing_yet(http: TestClient, hub: Hub) -> None:
-    """No patient-compartment filter exists yet, so patient/ scopes must not open anything."""
+def test_patient_scopes_grant_nothing_without_a_patient(http: TestClient, hub: Hub) -> None:
+    """patient/ scopes confine to the token's patient (tests/smart/test_patient_compartment.py);
+    a token without a ``patient`` claim gets nothing from them."""
     seed(http)
     token = _sign(hub, access_claims(scope="patient/ImagingStudy.rs patient/*.read"))
     assert _status(http, token) == 403
 
 
-def test_query_restricted_scopes_grant_nothing_yet(http: TestClient, hub: Hub) -> None:
-    token = _sign(hub, access_claims(scope="system/ImagingStudy.rs?modality=CT"))
-    assert _status(http, token) == 403
+def test_query_restricted_scopes_confine_results(http: TestClient, hub: Hub) -> None:
+    """More in tests/smart/test_query_scopes.py."""
+    seed(http)  # a CT study
+    for modality, total in (("CT", 1), ("MR", 0)):
+        token = _sign(hub, access_claims(scope=f"system/ImagingStudy.rs?modality={modality}"))
+        r = http.get("/fhir/ImagingStudy", headers=bearer(token))
+        assert r.status_code == 200 and r.json()["total"] == total
 
 
 def test_static_tokens_keep_working(http: TestClient) -> None:

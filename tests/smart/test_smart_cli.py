@@ -23,7 +23,7 @@ def test_clients_add_refusals(tmp_path: Path) -> None:
     code, out = run(
         "clients", "add", "x", "--type", "confidential-symmetric", "--scope", "patient/*.rs", *d
     )
-    assert code == 2 and "not granted yet" in out
+    assert code == 2 and "redirect URI" in out
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     code, out = run(

@@ -59,10 +59,12 @@ def test_scope_check(scope: str, interaction: str, rtype: str, allowed: bool) ->
         ("system/*.c", "create", "Patient", True),
         ("system/*.c", "update", "Patient", False),
         ("system/Patient.sr", "read", "Patient", False),  # invalid v2 order grants nothing
-        # fail closed until the compartment filter and query-restricted results exist
+        # patient/ scopes grant nothing without a patient launch context (fail closed)
         ("patient/ImagingStudy.rs", "search", "ImagingStudy", False),
         ("patient/*.*", "read", "Patient", False),
-        ("system/DocumentReference.rs?category=x", "search", "DocumentReference", False),
+        # query-restricted scopes grant a restricted access (tests/smart/test_query_scopes.py)
+        ("system/DocumentReference.rs?category=x", "search", "DocumentReference", True),
+        ("system/DocumentReference.rs?category=x", "create", "DocumentReference", False),
         ("openid", "read", "Patient", False),
     ],
 )

@@ -66,3 +66,43 @@ def test_public_surface() -> None:
         and not isinstance(getattr(adapters.dicom, name), type(adapters.dicom))
     )
     assert Path(adapters.dicom.__file__).parent.name == "dicom"
+
+
+def test_the_store_response_is_encoded_as_pynetdicom_encodes_it() -> None:
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+
+    from adapters.dicom._scp import _store_response
+
+    for instance in ("1.2.3.44", "1.2.3.4"):  # odd and even lengths (NUL padding)
+        for status in (0x0000, 0xB000):
+            rsp = C_STORE()
+            rsp.MessageIDBeingRespondedTo = 7
+            rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+            rsp.AffectedSOPInstanceUID = instance
+            rsp.Status = status
+            message = C_STORE_RSP()
+            message.primitive_to_message(rsp)
+            [pdata] = list(message.encode_msg(1, 16384))
+            [(context_id, pdv)] = pdata.presentation_data_value_list
+            assert context_id == 1 and pdv == b"\x03" + (_store_response(rsp) or b"")
+    rsp.ErrorComment = "refused"  # anything beyond a status is left to pynetdicom
+    assert _store_response(rsp) is None
+
+
+def test_each_association_gets_its_own_copy_of_the_supported_contexts() -> None:
+    import copy
+
+    from pynetdicom.presentation import build_context
+
+    from adapters.dicom._scp import _SupportedContexts
+
+    contexts = _SupportedContexts(
+        [build_context("1.2.840.10008.5.1.4.1.1.2", TRANSFER_SYNTAXES[:3])]
+    )
+    [twin] = copy.deepcopy(contexts)
+    [original] = contexts
+    assert twin is not original and twin.transfer_syntax == original.transfer_syntax
+    assert twin.abstract_syntax == original.abstract_syntax
+    twin.transfer_syntax.clear()
+    assert len(original.transfer_syntax) == 3

@@ -44,7 +44,7 @@ def test_add_list_and_reload(tmp_path: Path) -> None:
     ("kind", "scopes", "jwks", "message"),
     [
         ("confidential-symmetric", ("user/Patient.r",), None, "redirect URI"),
-        ("confidential-symmetric", ("patient/Patient.r",), None, "not granted yet"),
+        ("confidential-symmetric", ("patient/Patient.r",), None, "redirect URI"),
         ("confidential-symmetric", ("openid",), None, "redirect URI"),
         ("confidential-symmetric", ("profile",), None, "not a scope"),
         ("confidential-symmetric", (), None, "at least one scope"),
@@ -78,7 +78,6 @@ def test_refused_registrations(
         (("/relative",), ("user/*.rs",), "absolute"),
         (("ftp://app.example/cb",), ("user/*.rs",), "absolute"),
         (("https://app.example/cb",), ("system/*.rs",), "confidential clients only"),
-        (("https://app.example/cb",), ("patient/*.rs",), "not granted yet"),
     ],
 )
 def test_refused_public_clients(
@@ -86,6 +85,14 @@ def test_refused_public_clients(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         ClientStore(tmp_path / "c.json").add("x", "public", scopes, redirect_uris=uris)
+
+
+def test_public_client_with_patient_scopes(tmp_path: Path) -> None:
+    """``patient/`` scopes register now that the compartment filter confines them (hub.auth)."""
+    client, _ = ClientStore(tmp_path / "c.json").add(
+        "app", "public", ("launch/patient", "patient/*.rs"), redirect_uris=("https://a.example/cb",)
+    )
+    assert "patient/*.rs" in client.scopes
 
 
 def test_public_client_with_launch_scopes(tmp_path: Path) -> None:

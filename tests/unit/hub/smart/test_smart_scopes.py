@@ -68,3 +68,12 @@ def test_covers() -> None:
     assert not scope.covers("Patient", "r")
     wildcard = parse_scope("system/*.r")
     assert wildcard is not None and wildcard.covers("Patient", "r")
+
+
+def test_a_wildcard_never_reaches_the_audit_log() -> None:
+    """Issue 7: auditors need ``user/AuditEvent.rs``; ``user/*.rs`` reads everything else."""
+    wildcard = parse_scope("user/*.rs")
+    audit = parse_scope("user/AuditEvent.rs")
+    assert wildcard is not None and audit is not None
+    assert wildcard.covers("ImagingStudy", "r") and not wildcard.covers("AuditEvent", "r")
+    assert audit.covers("AuditEvent", "s") and not audit.covers("AuditEvent", "u")

@@ -1,0 +1,90 @@
+"""Audit records of the storage SCP (issue 7, DICOM PS3.15 A.5.3): one event when an association
+is accepted or rejected (Node Authentication), and at its end one "DICOM Instances Transferred"
+event per study received over it, plus one for the instances refused.
+
+The patient is named by identifier (PatientID with the system of its issuer, the same rule as
+``mappings.dicom_to_patient``): the ``Patient`` resource itself is made later by the study
+aggregator.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.audit import Actor, AuditTrail
+from hub.ports import DicomInstanceRecord
+from mappings.dicom_instance import InstanceSummary
+from mappings.dicom_to_patient import patient_identifiers
+
+
+@dataclass
+class _Received:
+    studies: dict[str, list[Any]] = field(default_factory=dict)  # uid -> [count, identifier]
+    refused: int = 0
+    reason: str | None = None
+
+
+class AssociationAudit:
+    def __init__(
+        self, trail: AuditTrail, *, issuer_systems: Mapping[str, str], default_system: str
+    ) -> None:
+        self.trail = trail
+        self.issuer_systems = issuer_systems
+        self.default_system = default_system
+        self._lock = threading.Lock()
+        self._open: dict[int, _Received] = {}
+
+    def association(
+        self, title: str, address: str | None, *, accepted: bool, reason: str | None = None
+    ) -> None:
+        self.trail.dicom_association(
+            Actor(title, "dicom", address=address), accepted=accepted, reason=reason
+        )
+
+    def _identifier(self, record: DicomInstanceRecord) -> dict[str, Any] | None:
+        summary = InstanceSummary.from_json_dict(record.summary)
+        found = patient_identifiers(
+            summary, issuer_systems=self.issuer_systems, default_system=self.default_system
+        )
+        return found[0] if found else None
+
+    def stored(self, association: int, record: DicomInstanceRecord) -> None:
+        with self._lock:
+            received = self._open.setdefault(association, _Received())
+            study = received.studies.get(record.study_instance_uid)
+        if study is None:
+            study = [0, self._identifier(record)]
+            with self._lock:
+                study = received.studies.setdefault(record.study_instance_uid, study)
+        with self._lock:
+            study[0] += 1
+
+    def refused(self, association: int, reason: str) -> None:
+        with self._lock:
+            received = self._open.setdefault(association, _Received())
+            received.refused += 1
+            received.reason = reason
+
+    def ended(self, association: int, title: str, address: str | None) -> None:
+        """Record what the association brought (nothing when it brought nothing)."""
+        with self._lock:
+            received = self._open.pop(association, None)
+        if received is None:
+            return
+        actor = Actor(title, "dicom", address=address)
+        for uid, (count, identifier) in received.studies.items():
+            self.trail.dicom_instances_received(
+                actor, study_uid=uid, patient_identifier=identifier, instances=count
+            )
+        if received.refused:
+            self.trail.dicom_instances_received(
+                actor,
+                study_uid=None,
+                patient_identifier=None,
+                instances=0,
+                failures=received.refused,
+                reason=received.reason,
+            )

@@ -1,0 +1,172 @@
+"""One ``AuditEvent`` per FHIR REST interaction, written before the response leaves (issue 7).
+
+A pure ASGI middleware around ``/fhir``: it classifies the request as an R4 restful-interaction
+(http.html), lets the route run, reads the outcome from the status, every patient involved from
+the response (each ``Patient/<id>`` reference or Patient resource in it, so a search lists the
+patients of all its matches: BALP "patient" variants), the resource from the path or
+``Location``, and the query of a search; then journals the event and only then sends the answer.
+Denied (403), refused (401) and failed requests are recorded too. ``/fhir/metadata`` and
+``.well-known`` are public discovery documents and not recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hub.errors import AuditUnavailable
+from mappings.interaction_to_auditevent import Actor
+
+if TYPE_CHECKING:
+    from hub.audit.trail import AuditTrail
+    from hub.auth import Principal
+
+_PATIENT_REF = re.compile(rb'"reference":"(?:[^"]*/)?(Patient/[A-Za-z0-9\-.]{1,64})"')
+_PATIENT_LOCATION = re.compile(rb'"location":"(?:[^"]*/)?(Patient/[A-Za-z0-9\-.]{1,64})/_history')
+_PATIENT_RES = re.compile(rb'"resourceType":"Patient","id":"([A-Za-z0-9\-.]{1,64})"')
+_BUNDLE_TYPE = re.compile(rb'"type":"(transaction|batch)-response"')
+_DIAGNOSTICS = re.compile(rb'"diagnostics":"((?:[^"\\]|\\.){0,500})"')
+_UNAUDITED = ("metadata", ".well-known")
+
+
+def classify(method: str, path: str) -> tuple[str, str | None, str | None] | None:
+    """``(interaction, resource type, id)`` of a request below ``/fhir`` (``path`` without it),
+    or ``None`` when it is not audited."""
+    parts = [p for p in path.split("/") if p]
+    if parts and parts[0] in _UNAUDITED:
+        return None
+    if any(p.startswith("$") for p in parts):
+        return "operation", parts[0] if not parts[0].startswith("$") else None, None
+    n = len(parts)
+    if n == 0:
+        return ("transaction" if method == "POST" else "search-system"), None, None
+    if parts[0] == "_history" and n == 1:
+        return "history-system", None, None
+    rtype = parts[0]
+    if n == 1:
+        by_method = {"GET": "search-type", "POST": "create", "PUT": "update", "DELETE": "delete"}
+        return by_method.get(method, "operation"), rtype, None
+    if n == 2 and parts[1] == "_search":
+        return "search-type", rtype, None
+    if n == 2 and parts[1] == "_history":
+        return "history-type", rtype, None
+    rid = parts[1]
+    if n == 2:
+        by_method = {"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+        return by_method.get(method, "operation"), rtype, rid
+    if n == 3 and parts[2] == "_history":
+        return "history-instance", rtype, rid
+    if n == 4 and parts[2] == "_history":
+        return "vread", rtype, rid
+    return "operation", rtype, rid
+
+
+def actor_of(principal: Principal | None, address: str | None) -> Actor:
+    """The requestor: a signed-in user (with its fhirUser and client), a client, or nobody."""
+    if principal is None:
+        return Actor("anonymous", "anonymous", address=address)
+    fhir_user = getattr(principal, "fhir_user", None)
+    client_id = getattr(principal, "client_id", None)
+    is_user = fhir_user is not None or (client_id is not None and client_id != principal.subject)
+    return Actor(
+        principal.subject,
+        "user" if is_user else "client",
+        address=principal.address or address,
+        fhir_user=fhir_user,
+        client_id=client_id,
+    )
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp, trail: AuditTrail, prefix: str = "/fhir") -> None:
+        self.app = app
+        self.trail = trail
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or not self.trail.enabled
+            or not (path == self.prefix or path.startswith(self.prefix + "/"))
+        ):
+            await self.app(scope, receive, send)
+            return
+        kind = classify(scope["method"], path[len(self.prefix) :])
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        try:
+            await self.app(scope, receive, hold)
+        finally:
+            try:
+                await self._record(scope, kind, held)
+            except AuditUnavailable as exc:  # refuse rather than answer unrecorded
+                held = [
+                    {
+                        "type": "http.response.start",
+                        "status": exc.status,
+                        "headers": [(b"content-type", b"application/fhir+json")],
+                    },
+                    {"type": "http.response.body", "body": orjson.dumps(exc.operation_outcome())},
+                ]
+        for message in held:
+            await send(message)
+
+    async def _record(
+        self, scope: Scope, kind: tuple[str, str | None, str | None], held: list[Message]
+    ) -> None:
+        interaction, rtype, rid = kind
+        start = next((m for m in held if m["type"] == "http.response.start"), None)
+        status = int(start["status"]) if start else 500
+        body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
+        headers: dict[bytes, bytes] = dict(start.get("headers", [])) if start else {}
+        state: Any = scope.get("state", {})
+        principal = state.get("principal") if isinstance(state, dict) else None
+        client = scope.get("client")
+        actor = actor_of(principal, client[0] if client else None)
+        resources: list[str] = []
+        patients: list[str] = []
+        query = None
+        if rtype and rid:
+            resources.append(f"{rtype}/{rid}")
+        elif interaction == "create" and b"location" in headers:
+            location = headers[b"location"].decode("latin-1").split("/_history")[0]
+            resources.append("/".join(location.rsplit("/", 2)[-2:]))
+        if interaction == "transaction":
+            match = _BUNDLE_TYPE.search(body[:2000])
+            interaction = match[1].decode() if match else interaction
+        if interaction.startswith(("search", "history")) or interaction == "operation":
+            qs = scope.get("query_string", b"").decode("latin-1")
+            query = f"{rtype or ''}?{qs}" if interaction.startswith("search") else None
+        description = None
+        if status < 400:
+            patients = [m.decode() for m in _PATIENT_REF.findall(body)]
+            patients += [f"Patient/{m.decode()}" for m in _PATIENT_RES.findall(body)]
+            patients += [m.decode() for m in _PATIENT_LOCATION.findall(body)]
+            if rtype == "Patient" and rid:
+                patients.insert(0, f"Patient/{rid}")
+        else:
+            found = _DIAGNOSTICS.search(body)
+            description = found[1].decode("utf-8", "replace") if found else f"HTTP {status}"
+        record = self.trail.rest
+        kwargs: dict[str, Any] = {
+            "status": status,
+            "outcome_desc": description,
+            "patients": patients,
+            "resources": resources,
+            "query": query,
+        }
+        if self.trail.journal is not None and self.trail.journal.sync == "always":
+            await run_in_threadpool(record, actor, interaction, **kwargs)
+        else:
+            record(actor, interaction, **kwargs)
