@@ -27,29 +27,17 @@ from typing import Any
 
 import httpx
 
-TOKEN = "bench-token"
+sys.path.insert(0, str(Path(__file__).parent))
+import fhir_crud
+from fhir_crud import TOKEN
+
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 
 def start_hub(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    env = {
-        **os.environ,
-        "PIXELHUB_AUTH_TOKENS": TOKEN,
-        "PIXELHUB_LOG_LEVEL": "warning",
-        "PIXELHUB_CHANNELS": "http",
-        "PIXELHUB_ACCESS_TOKEN_LIFETIME": "3600",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hub", "serve", "--http-port", "0", "--data-dir", str(data_dir)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    ports = data_dir / "ports.json"
-    while not ports.exists():
-        if proc.poll() is not None:
-            raise SystemExit("hub failed to start")
-        time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{json.loads(ports.read_text())['http']}"
+    """``fhir_crud.start_hub`` with access tokens valid for the whole run."""
+    os.environ["PIXELHUB_ACCESS_TOKEN_LIFETIME"] = "3600"
+    return fhir_crud.start_hub(data_dir)
 
 
 def register_client(data_dir: Path) -> tuple[str, str]:

@@ -85,6 +85,11 @@ class Transaction(Protocol):
         """Write a tombstone version; ``None`` if there was nothing to delete (already deleted or
         never created: FHIR allows deleting those with success)."""
 
+    def purge(self, resource_type: str, id: str) -> bool:
+        """Remove the resource with its whole history and index entries, as retention requires
+        (no FHIR REST interaction does this; HAPI FHIR's ``$expunge`` is the analogue); the
+        change feed records a deletion. False when there was nothing."""
+
     def search(self, query: SearchQuery) -> SearchResult:
         """Search as of this transaction (for conditional create/update/delete inside it)."""
 

@@ -2,7 +2,8 @@
 
 A projector handles a batch of changes and must be idempotent: after a crash it may see a batch
 again, because its cursor is saved only after the batch is handled. The runner gives each projector
-its own thread, wakes it when a write commits (``notify``) or every ``poll_seconds``, and reports
+its own thread, wakes it when a write commits (``notify``, coalescing the commits of the next
+``coalesce_seconds``) or every ``poll_seconds``, and reports
 each projector's lag (changes committed but not yet handled) for ``/health`` and ``/metrics``.
 """
 
@@ -67,12 +68,14 @@ class ProjectorRunner:
         batch_size: int = 500,
         poll_seconds: float = 0.5,
         retry_seconds: float = 2.0,
+        coalesce_seconds: float = 0.05,
     ) -> None:
         self.feed = feed
         self.projectors = list(projectors)
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.retry_seconds = retry_seconds
+        self.coalesce_seconds = coalesce_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -143,5 +146,8 @@ class ProjectorRunner:
                 continue
             if handled < self.batch_size:
                 wait = self.poll_seconds if due is None else min(self.poll_seconds, max(due, 0.0))
-                self._wake.wait(wait)
+                if self._wake.wait(wait):
+                    # woken by a commit: let the commits of the next moment join this run, so a
+                    # busy channel does not pay a projector run (and its cursor fsync) per write
+                    self._stop.wait(self.coalesce_seconds)
                 self._wake.clear()

@@ -193,6 +193,23 @@ class SqliteTransaction:
             conn.execute(_COUNT_DOWN, (resource_type,))
         return StoredResource(resource_type, id, version, stamp, None, "delete")
 
+    def purge(self, resource_type: str, id: str) -> bool:
+        """Remove every version and the index rows; the change feed records a deletion."""
+        conn = self._conn
+        with sqlite_errors():
+            row = conn.execute(_CURRENT, (resource_type, id)).fetchone()
+        if row is None:
+            return False
+        pk, current, deleted = int(row[0]), int(row[1]), bool(row[2])
+        with self._writing():
+            clear_index(conn, pk)
+            conn.execute("DELETE FROM version WHERE res_pk = ?", (pk,))
+            conn.execute("DELETE FROM resource WHERE pk = ?", (pk,))
+            conn.execute(_INSERT_CHANGE, (resource_type, id, current + 1, "delete"))
+            if not deleted:
+                conn.execute(_COUNT_DOWN, (resource_type,))
+        return True
+
     def search(self, query: SearchQuery) -> SearchResult:
         """Search on the writer connection, so this transaction's own writes are seen."""
         with sqlite_errors():

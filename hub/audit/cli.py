@@ -14,6 +14,7 @@ from hub.audit.export import export_events
 from hub.audit.journal import AuditJournal, JournalBusy
 from hub.audit.setup import INDEXER, audit_dir
 from hub.audit.signing import KeyStoreSigner
+from hub.audit.trail import prune_journal
 from hub.audit.verify import verify_journal
 from hub.config import Settings, load_settings
 from hub.engines import open_engine
@@ -104,8 +105,8 @@ def export(
 @_data_dir
 @click.option("--before", required=True, help="prune events recorded before this instant")
 def prune(config: str | None, before: str, **flags: Any) -> None:
-    """Remove whole journal segments older than BEFORE, keeping the rest verifiable (run it
-    while the hub is stopped)."""
+    """Remove whole journal days older than BEFORE (and their indexed AuditEvents), keeping the
+    rest verifiable from a signed anchor (run it while the hub is stopped)."""
     settings = _settings(config, **flags)
     cutoff = _utc(before)
     assert cutoff is not None
@@ -114,8 +115,18 @@ def prune(config: str | None, before: str, **flags: Any) -> None:
         journal = AuditJournal(directory, signer=KeyStoreSigner(KeyStore(settings.keys_dir)))
     except JournalBusy as exc:
         raise click.ClickException(f"{exc}: stop the hub first") from None
+    engine = open_engine(settings.database, data_dir=str(settings.data_dir))
     try:
-        removed = journal.prune(journal.last_seq_recorded_before(cutoff))
+
+        def purge(ids: list[str]) -> None:
+            with engine.repository.transaction() as tx:
+                for event_id in ids:
+                    tx.purge("AuditEvent", event_id)
+
+        indexed = engine.change_feed.cursor(INDEXER)  # never prune what is not indexed yet
+        through = min(journal.last_seq_recorded_before(cutoff), indexed)
+        removed = prune_journal(journal, through, purge) if through else 0
     finally:
         journal.close()
+        engine.close()
     click.echo(f"pruned {removed} audit events recorded before {cutoff}")

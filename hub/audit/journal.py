@@ -130,6 +130,15 @@ def iter_lines(directory: Path, since_seq: int = 0) -> Iterator[JournalRecord | 
                     yield item
 
 
+def _fsync_dir(directory: Path) -> None:
+    """Make a new or removed directory entry durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _segment_name(first_seq: int) -> str:
     return f"journal-{first_seq:012d}.ndjson"
 
@@ -268,11 +277,7 @@ class AuditJournal:
         new = not path.exists()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         if new:
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            _fsync_dir(self.directory)
         return fd
 
     # ------------------------------------------------------------------ writing
@@ -395,11 +400,7 @@ class AuditJournal:
             removed = last_seq - (previous.seq if previous else 0)
             for _, path in removable:
                 path.unlink()
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            _fsync_dir(self.directory)
             return removed
 
     def close(self) -> None:

@@ -75,4 +75,17 @@ def audit_indexer(
         service.run(work, validate=False)
         notify()
 
-    return AuditIndexer(trail, lambda: feed.cursor(INDEXER), store, retention_days=retention_days)
+    def purge(ids: list[str]) -> None:
+        def work(uow: UnitOfWork) -> None:
+            for event_id in ids:
+                uow.tx.purge("AuditEvent", event_id)
+
+        service.run(work, validate=False)
+
+    return AuditIndexer(
+        trail,
+        lambda: feed.cursor(INDEXER),
+        store,
+        retention_days=retention_days,
+        purge=purge,
+    )

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from hub.audit.journal import AuditJournal, JournalTail
+from hub.audit.journal import AuditJournal, JournalRecord, JournalTail, iter_lines
 from hub.errors import AuditUnavailable
 from mappings.interaction_to_auditevent import (
     APPLICATION_ACTIVITY,
@@ -259,6 +259,23 @@ class AuditTrail:
             self.journal.close()
 
 
+def prune_journal(
+    journal: AuditJournal, before_seq: int, purge: Callable[[list[str]], None] | None
+) -> int:
+    """Prune the journal through ``before_seq`` (whole segments, ``AuditJournal.prune``), then
+    ``purge`` the indexed copies of the pruned events, 1,000 ids at a time."""
+    ids = [
+        str(item.event["id"])
+        for item in iter_lines(journal.directory)
+        if isinstance(item, JournalRecord) and item.seq <= before_seq
+    ]
+    removed = journal.prune(before_seq)
+    if removed and purge is not None:
+        for start in range(0, len(ids), 1000):
+            purge(ids[start : start + 1000])
+    return removed
+
+
 class AuditIndexer:
     """Writes journal events as ``AuditEvent`` resources, resuming from its saved position.
 
@@ -278,8 +295,10 @@ class AuditIndexer:
         batch_size: int = 500,
         poll_seconds: float = 0.5,
         retention_days: float | None = None,
+        purge: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.trail = trail
+        self._purge = purge
         self.retention_days = retention_days
         self._next_retention = 0.0
         self._position = position
@@ -312,15 +331,18 @@ class AuditIndexer:
 
     def apply_retention(self, now: datetime | None = None) -> int:
         """Prune the journal's closed segments recorded more than ``retention_days`` ago, but
-        never past what is indexed; returns the number of events pruned. The indexed
-        ``AuditEvent`` copies stay (searchable) until removed from the store."""
+        never past what is indexed, then purge their indexed ``AuditEvent`` copies; returns the
+        number of events pruned."""
         journal = self.trail.journal
         if journal is None or not self.retention_days:
             return 0
         moment = (now or datetime.now(UTC)) - timedelta(days=self.retention_days)
         cutoff = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         before = min(journal.last_seq_recorded_before(cutoff), self._position())
-        return journal.prune(before) if before else 0
+        if not before:
+            return 0
+        removed = prune_journal(journal, before, self._purge)
+        return removed
 
     def catch_up(self) -> None:
         while self.run_once():

@@ -144,7 +144,7 @@ def parse_search(
         count=min(_non_negative("_count", results.get("_count", str(default_count))), max_count),
         offset=_non_negative("_offset", results.get("_offset", "0")),
         total=cast(TotalMode, _choice("_total", results.get("_total", "accurate"), _TOTALS)),
-        summary=cast(SummaryMode | None, summary),
+        summary=cast("SummaryMode | None", summary),
         elements=_elements(results["_elements"]) if "_elements" in results else (),
         includes=tuple(includes),
         ignored=tuple(ignored),

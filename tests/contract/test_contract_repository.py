@@ -99,6 +99,26 @@ def test_delete_writes_a_tombstone_and_recreate_continues_versions(store: Any) -
     assert repo.count("Patient") == 1
 
 
+def test_purge_removes_every_version_and_the_index_entries(store: Any) -> None:
+    """Retention (issue 7): a purged resource leaves no version, no search hit and no count; the
+    change feed says it is gone, so an asynchronous index can drop it too."""
+    repo, feed = store.engine.repository, store.engine.change_feed
+    store.put(patient("p1", "Purged"), patient("p2", "Kept"))
+    store.put(patient("p1", "Purged", gender="female"))
+    with repo.transaction() as tx:
+        assert tx.purge("Patient", "p1") is True
+        assert tx.purge("Patient", "never") is False
+    assert repo.read("Patient", "p1") is None
+    assert repo.vread("Patient", "p1", 1) is None and repo.vread("Patient", "p1", 2) is None
+    assert repo.history("Patient", "p1", since=None, at=None, count=10, offset=0).entries == []
+    assert store.ids("Patient", "family=Purged") == [] and store.ids("Patient", "") == ["p2"]
+    assert repo.count("Patient") == 1
+    last = feed.read_since(feed.last_seq() - 1)[-1]
+    assert (last.resource_type, last.id, last.op) == ("Patient", "p1", "delete")
+    (again,) = store.put(patient("p1", "New"))
+    assert again.version == 1 and again.method == "create"
+
+
 def test_read_many_keeps_order_and_skips_missing_and_deleted(store: Any) -> None:
     store.put(patient("a"), patient("b"), patient("c"), {"resourceType": "Device", "id": "a"})
     store.delete("Patient", "c")

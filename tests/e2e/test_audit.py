@@ -214,3 +214,50 @@ def test_auditors_export_a_time_range_over_http_and_the_export_is_recorded(
     assert client.get("/audit/export", params={"since": "yesterday"}).status_code == 400
     with TestClient(hub.app) as anonymous:
         assert anonymous.get("/audit/export").status_code == 401
+
+
+def test_retention_prunes_the_journal_and_purges_the_indexed_copies(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from hub.audit import Actor
+    from tests.e2e.support import make_hub
+
+    data = tmp_path / "data"
+    hub = make_hub(data, audit_retention_days=1)
+    days = iter(
+        ["2026-01-01T10:00:00.000Z"] * 2
+        + ["2026-01-02T10:00:00.000Z"] * 2
+        + ["2026-01-03T10:00:00.000Z"]
+    )
+    hub.audit.clock = lambda: next(days)
+    for _ in range(5):
+        hub.audit.rest(Actor("ops", "client"), "read", status=200, patients=["Patient/x"])
+    hub.audit_indexer.catch_up()
+    assert hub.engine.repository.count("AuditEvent") == 5
+    assert hub.audit_indexer.apply_retention(datetime(2026, 1, 3, 12, tzinfo=UTC)) == 4
+    assert hub.engine.repository.count("AuditEvent") == 1
+    hub.close()
+    report = run_cli("audit", "verify", "--data-dir", str(data))
+    assert report.exit_code == 0 and "1 events" in report.output, report.output
+
+
+def test_the_prune_command_refuses_a_running_hub_and_prunes_a_stopped_one(tmp_path: Path) -> None:
+    from hub.audit import Actor
+    from tests.e2e.support import make_hub
+
+    data = tmp_path / "data"
+    hub = make_hub(data)
+    days = iter(["2026-01-01T10:00:00.000Z"] * 2 + ["2026-01-02T10:00:00.000Z"])
+    hub.audit.clock = lambda: next(days)
+    for _ in range(3):
+        hub.audit.rest(Actor("ops", "client"), "read", status=200)
+    hub.audit_indexer.catch_up()
+    busy = CliRunner().invoke(
+        main, ["audit", "prune", "--before", "2026-01-02", "--data-dir", str(data)]
+    )
+    assert busy.exit_code == 1 and "stop the hub first" in busy.output
+    hub.close()
+    done = run_cli("audit", "prune", "--before", "2026-01-02", "--data-dir", str(data))
+    assert done.exit_code == 0 and "pruned 2 audit events" in done.output, done.output
+    report = run_cli("audit", "verify", "--data-dir", str(data))
+    assert report.exit_code == 0 and "1 events" in report.output, report.output

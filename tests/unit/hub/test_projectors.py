@@ -89,6 +89,36 @@ def test_notify_wakes_the_projector(engine: Engine) -> None:
         runner.stop()
 
 
+class BatchRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    def handle(self, changes: Sequence[Change]) -> None:
+        self.batches += 1
+        super().handle(changes)
+
+
+def test_commits_in_quick_succession_share_one_projector_run(engine: Engine) -> None:
+    """A channel committing write after write (notify each time) wakes the projector once per
+    ``coalesce_seconds``, not once per commit."""
+    rec = BatchRecorder()
+    runner = ProjectorRunner(engine.change_feed, [rec], poll_seconds=30, coalesce_seconds=0.5)
+    runner.start()
+    try:
+        time.sleep(0.1)
+        for i in range(20):
+            write_patients(engine, 1, start=i)
+            runner.notify()
+        deadline = time.monotonic() + 5
+        while len(rec.seen) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        runner.stop()
+    assert rec.seen == list(range(1, 21))
+    assert rec.batches <= 3, rec.batches
+
+
 class ListIndex:
     """A projector-fed index (like Elasticsearch): records what it is given."""
 
