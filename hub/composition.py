@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from hub import __version__
 from hub.audit import AuditIndexer, AuditTrail
 from hub.audit.setup import audit_indexer, open_trail
+from hub.audit.worker import IndexerProcess
 from hub.auth import AccessPolicy, Principal
 from hub.channels import Channel, ChannelContext, enabled_channels
 from hub.config import Settings
@@ -80,6 +81,18 @@ class Hub:
     audit: AuditTrail
     audit_indexer: AuditIndexer
     channels: list[Channel] = field(default_factory=list)
+    audit_worker: IndexerProcess | None = None
+
+    def start_audit(self) -> None:
+        """Index audit events in a thread of this process, or in a worker process with
+        ``audit_index_process``; retention always runs here, beside the journal's writer."""
+        if not self.audit.enabled:
+            return
+        if self.settings.audit_index_process:
+            self.audit_worker = IndexerProcess(self.settings.data_dir, self.settings.database)
+            self.audit_worker.start()
+            self.audit_indexer.index = False
+        self.audit_indexer.start()
 
     def start_channels(self) -> dict[str, int]:
         """Start every enabled protocol channel; returns ``{port_name: bound port}``."""
@@ -100,6 +113,8 @@ class Hub:
             channel.stop(self.settings.shutdown_grace_seconds)
         self.channels.clear()
         self.audit_indexer.stop()
+        if self.audit_worker is not None:
+            self.audit_worker.stop()
         self.runner.stop()
         self.audit.close()
         self.engine.close()
@@ -172,8 +187,8 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
     )
     indexer = audit_indexer(
         audit,
-        service,
-        engine.change_feed,
+        engine,
+        registry,
         runner.notify,
         retention_days=settings.audit_retention_days,
     )

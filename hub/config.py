@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     audit_sync_interval: float = Field(0.2, gt=0, le=10)
     audit_checkpoint_every: int = Field(1000, ge=1)
     audit_retention_days: float | None = Field(None, gt=0)  # None: keep forever
+    # index AuditEvents in a worker process (hub/audit/worker.py), for hosts with cores to spare
+    audit_index_process: bool = False
     # Channels to serve besides HTTP (e.g. "dicom,hl7v2"); absent = every installed channel.
     channels: Annotated[list[str] | None, NoDecode] = None
 

@@ -100,7 +100,7 @@ def serve(settings: Settings) -> int:
         print(f"PixelHub listening: {listening} (FHIR base {base_url})", flush=True)
         print(f"ports written to {ports_file}", flush=True)
         hub.runner.start()
-        hub.audit_indexer.start()
+        hub.start_audit()
         server.run(sockets=[http_sock])
     finally:
         hub.close()

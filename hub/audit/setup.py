@@ -11,13 +11,14 @@ from typing import Any
 from hub.audit.journal import AuditJournal, SyncMode
 from hub.audit.signing import KeyStoreSigner
 from hub.audit.trail import AuditIndexer, AuditTrail
-from hub.fhir.service import FhirService, UnitOfWork
-from hub.ports import ChangeFeed
+from hub.ports import Engine
 from hub.search.extract import extract_index_entries
+from hub.search.registry import SearchParameterRegistry
 from hub.smart.keys import KeyStore
 from mappings.interaction_to_auditevent import Source
 
 INDEXER = "audit-index"  # the indexer's cursor name in the change feed's cursor table
+StoreEvents = Callable[[list[dict[str, Any]], int], None]
 
 
 def audit_dir(data_dir: Path) -> Path:
@@ -52,40 +53,48 @@ def open_trail(
     return AuditTrail(journal, node_source(base_url))
 
 
-def audit_indexer(
-    trail: AuditTrail,
-    service: FhirService,
-    feed: ChangeFeed,
-    notify: Callable[[], None],
-    *,
-    retention_days: float | None = None,
-) -> AuditIndexer:
+def store_events(engine: Engine, registry: SearchParameterRegistry) -> StoreEvents:
     """Events become AuditEvent resources in one transaction with the indexer's cursor. They are
     written as recorded: no validation against client rules and no referential integrity (an
     event may name a resource that was deleted, or a query)."""
 
     def store(events: list[dict[str, Any]], seq: int) -> None:
-        def work(uow: UnitOfWork) -> None:
+        with engine.repository.transaction() as tx:
             for event in events:
-                if uow.tx.read("AuditEvent", event["id"]) is None:
-                    entries = extract_index_entries(event, service.registry)
-                    uow.tx.put("AuditEvent", event["id"], dict(event), entries)
-            feed.set_cursor(INDEXER, seq)
+                if tx.read("AuditEvent", event["id"]) is None:
+                    entries = extract_index_entries(event, registry)
+                    tx.put("AuditEvent", event["id"], dict(event), entries)
+            engine.change_feed.set_cursor(INDEXER, seq)
 
-        service.run(work, validate=False)
+    return store
+
+
+def audit_indexer(
+    trail: AuditTrail,
+    engine: Engine,
+    registry: SearchParameterRegistry,
+    notify: Callable[[], None],
+    *,
+    retention_days: float | None = None,
+) -> AuditIndexer:
+    """The hub's indexer: indexes in process (tests, ``catch_up``) until ``pixelhub serve`` hands
+    indexing to the worker process, and applies retention."""
+    write = store_events(engine, registry)
+
+    def store(events: list[dict[str, Any]], seq: int) -> None:
+        write(events, seq)
         notify()
 
     def purge(ids: list[str]) -> None:
-        def work(uow: UnitOfWork) -> None:
+        with engine.repository.transaction() as tx:
             for event_id in ids:
-                uow.tx.purge("AuditEvent", event_id)
-
-        service.run(work, validate=False)
+                tx.purge("AuditEvent", event_id)
 
     return AuditIndexer(
-        trail,
-        lambda: feed.cursor(INDEXER),
+        trail.directory,
+        lambda: engine.change_feed.cursor(INDEXER),
         store,
         retention_days=retention_days,
         purge=purge,
+        journal=trail.journal,
     )

@@ -284,11 +284,14 @@ class AuditIndexer:
     most about that delay.
 
     ``store(events, seq)`` writes a batch and saves ``seq`` as the position in one transaction
-    (the composition root gives it the FHIR store), so an event is indexed exactly once."""
+    (``hub.audit.setup.store_events``), so an event is indexed exactly once. With
+    ``audit_index_process`` ``pixelhub serve`` indexes in a child process (``hub.audit.worker``),
+    beside the requests rather than between them on a host with cores to spare; this one then
+    only applies retention (``index = False``), which needs the journal's writer."""
 
     def __init__(
         self,
-        trail: AuditTrail,
+        directory: Path | None,
         position: Callable[[], int],
         store: Callable[[list[dict[str, Any]], int], None],
         *,
@@ -296,8 +299,11 @@ class AuditIndexer:
         poll_seconds: float = 0.5,
         retention_days: float | None = None,
         purge: Callable[[list[str]], None] | None = None,
+        journal: AuditJournal | None = None,
     ) -> None:
-        self.trail = trail
+        self.directory = directory
+        self.journal = journal
+        self.index = True
         self._purge = purge
         self.retention_days = retention_days
         self._next_retention = 0.0
@@ -313,10 +319,10 @@ class AuditIndexer:
 
     def run_once(self) -> int:
         """Index one batch; returns how many events it held."""
-        if not self.trail.enabled:
+        if self.directory is None or not self.index:
             return 0
         if self._tail is None:
-            self._tail = self.trail.tail(self._position())
+            self._tail = JournalTail(self.directory, self._position())
         before = self._tail.seq
         records = self._tail.read(self.batch_size)
         if not records:
@@ -333,7 +339,7 @@ class AuditIndexer:
         """Prune the journal's closed segments recorded more than ``retention_days`` ago, but
         never past what is indexed, then purge their indexed ``AuditEvent`` copies; returns the
         number of events pruned."""
-        journal = self.trail.journal
+        journal = self.journal
         if journal is None or not self.retention_days:
             return 0
         moment = (now or datetime.now(UTC)) - timedelta(days=self.retention_days)
@@ -349,12 +355,12 @@ class AuditIndexer:
             pass
 
     def lag(self) -> int:
-        if self.trail.journal is None:
+        if self.journal is None:
             return 0
-        return self.trail.journal.head[0] - self._position()
+        return self.journal.head[0] - self._position()
 
     def start(self) -> None:
-        if not self.trail.enabled:
+        if self.directory is None or (not self.index and not self.retention_days):
             return
         self._thread = threading.Thread(target=self._loop, name="audit-indexer", daemon=True)
         self._thread.start()

@@ -195,3 +195,48 @@ def test_cli_help_and_bad_config(tmp_path: Path) -> None:
         text=True,
     )
     assert bad.returncode == 2 and "http_port" in bad.stderr
+
+
+def _indexer_pids(parent: int) -> list[int]:
+    """The children of ``parent`` that run the audit indexer."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(parent) and b"spawn_main" in cmdline:
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_audit_events_are_indexed_by_a_worker_process_that_stops_with_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 7: with ``PIXELHUB_AUDIT_INDEX_PROCESS`` ``pixelhub serve`` indexes AuditEvents in
+    a worker process; they become searchable, and SIGTERM stops the worker."""
+    monkeypatch.setenv("PIXELHUB_AUDIT_INDEX_PROCESS", "true")
+    with running_hub(tmp_path / "data") as (proc, url):
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            pid = client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()["id"]
+            client.get(f"/fhir/Patient/{pid}")
+            workers = _indexer_pids(proc.pid)
+            assert len(workers) == 1, workers
+            deadline = time.monotonic() + 20
+            found: dict[str, object] = {}
+            while time.monotonic() < deadline:
+                found = client.get(f"/fhir/AuditEvent?patient=Patient/{pid}").json()
+                if found.get("total") == 2:
+                    break
+                time.sleep(0.2)
+            assert found.get("total") == 2, found
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{workers[0]}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{workers[0]}").exists(), "the indexer outlived the hub"

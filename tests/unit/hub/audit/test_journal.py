@@ -184,7 +184,13 @@ def test_retention_prunes_whole_days_once_indexed_and_the_rest_verifies(
         trail.rest(ALICE, "read", status=200)
     assert len(segment_paths(tmp_path)) == 3  # one segment per UTC day
     indexed = [0]
-    indexer = AuditIndexer(trail, lambda: indexed[0], lambda events, seq: None, retention_days=1)
+    indexer = AuditIndexer(
+        tmp_path,
+        lambda: indexed[0],
+        lambda events, seq: None,
+        retention_days=1,
+        journal=trail.journal,
+    )
     now = datetime(2026, 1, 3, 12, tzinfo=UTC)
     assert indexer.apply_retention(now) == 0  # nothing indexed yet: nothing may go
     indexed[0] = 3
