@@ -157,6 +157,7 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         UserStore(settings.users_file),
         patients=FhirPatientDirectory(service),
         sessions=SessionStore(settings.smart_session_lifetime),
+        grants_file=settings.users_file.parent / "grants.json",
     )
     projectors: list[Projector] = (
         []

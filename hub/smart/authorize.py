@@ -24,11 +24,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
+import os
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import jwt
@@ -142,8 +145,10 @@ class CodeFlow:
         launches: LaunchRegistry | None = None,
         sessions: SessionStore | None = None,
         clock: Callable[[], float] = time.time,
+        grants_file: Path | None = None,
     ) -> None:
         self.server = server
+        self.grants_file = grants_file
         self.users = users
         self.patients = patients
         self.launches = launches or LaunchRegistry(clock=clock)
@@ -158,6 +163,62 @@ class CodeFlow:
         self._refresh: dict[str, tuple[float, _Grant, bool]] = {}  # digest -> exp, grant, used
         self._family_jtis: dict[str, list[tuple[str, float]]] = {}
         server.code_flow = self
+        self._load_grants()
+
+    # -- offline grants survive a restart --------------------------------------------------------
+
+    def _load_grants(self) -> None:
+        """The ``offline_access`` refresh tokens saved by ``_save_grants`` (their digests only),
+        for users who still exist."""
+        if self.grants_file is None or not self.grants_file.exists():
+            return
+        raw = json.loads(self.grants_file.read_text(encoding="utf-8"))
+        now = self._clock()
+        for digest, entry in raw.get("refresh", {}).items():
+            user = self.users.get(entry["username"])
+            if user is None or entry["expires"] < now:
+                continue
+            launch = entry.get("launch")
+            grant = _Grant(
+                entry["client_id"],
+                user,
+                tuple(entry["scopes"]),
+                entry.get("patient"),
+                family=entry["family"],
+                launch=LaunchContext(**{**launch, "fhir_context": tuple(launch["fhir_context"])})
+                if launch
+                else None,
+            )
+            self._refresh[digest] = (float(entry["expires"]), grant, bool(entry["used"]))
+
+    def _save_grants(self) -> None:
+        """Write the offline refresh tokens (digest, grant; never the token) atomically (mode
+        0600); ``online_access`` ones end with their session, which a restart ends too."""
+        if self.grants_file is None:
+            return
+        with self._lock:
+            entries = {
+                digest: {
+                    "expires": expires,
+                    "used": used,
+                    "client_id": grant.client_id,
+                    "username": grant.user.username,
+                    "scopes": list(grant.scopes),
+                    "patient": grant.patient,
+                    "family": grant.family,
+                    "launch": asdict(grant.launch) if grant.launch is not None else None,
+                }
+                for digest, (expires, grant, used) in self._refresh.items()
+                if grant.session is None
+            }
+        self.grants_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.grants_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({"refresh": entries}, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.grants_file)
 
     # -- the authorization endpoint ------------------------------------------------------------
 
@@ -391,6 +452,8 @@ class CodeFlow:
         with self._lock:
             forget = self._clock() + self.server.access_token_lifetime
             self._spent_codes[digest] = (forget, [response.pop("_jti")])
+        if "refresh_token" in response:
+            self._save_grants()
         return response
 
     def refresh(self, client: Client, form: Mapping[str, str]) -> dict[str, Any]:
@@ -418,6 +481,7 @@ class CodeFlow:
             self._refresh[digest] = (entry[0], grant, True)
         response = self._tokens(client, grant, requested, with_id_token=False)
         response.pop("_jti")
+        self._save_grants()
         return response
 
     def end_session(self, session_id: str) -> None:
@@ -436,6 +500,7 @@ class CodeFlow:
             jtis = self._family_jtis.pop(family, [])
         for jti, exp in jtis:
             self.server.revoke_jti(jti, exp)
+        self._save_grants()
 
     def _tokens(
         self, client: Client, grant: _Grant, scopes: tuple[str, ...], *, with_id_token: bool
