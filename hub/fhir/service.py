@@ -106,6 +106,7 @@ class UnitOfWork:
     urn_map: dict[str, str] = field(default_factory=dict)
     pending: list[tuple[str, str, str]] = field(default_factory=list)  # (type, id, location)
     written: set[tuple[str, str]] = field(default_factory=set)
+    writer: Principal | None = None  # whose writes: references must be to what it may read
 
 
 def parse_etag(value: str | None) -> int | None:
@@ -337,12 +338,26 @@ class FhirService:
             if (rtype, rid) in checked:
                 continue
             current = uow.tx.read(rtype, rid)
-            if current is None or current.deleted:
+            if current is None or current.deleted or not self._may_reference(uow, rtype, rid):
                 raise InvalidRequest.at(
                     f"Resource {rtype}/{rid} referenced at {location} does not exist", location
                 )
             checked.add((rtype, rid))
         uow.pending.clear()
+
+    def _may_reference(self, uow: UnitOfWork, resource_type: str, rid: str) -> bool:
+        """A restricted writer's reference to what it may not read is answered as one to a
+        missing resource, so a write cannot probe another patient's ids."""
+        writer = uow.writer
+        if writer is None or (resource_type, rid) in uow.written:
+            return True
+        if resource_type == "Patient" and rid == writer.patient:
+            return True
+        try:
+            access = self.policy.check(writer, "read", resource_type)
+        except Forbidden:
+            return writer.patient is None  # a patient-confined writer probes nothing
+        return not access.restricted or self.visible(access, rid, uow)
 
     def _put(
         self,
@@ -354,6 +369,8 @@ class FhirService:
         principal: Principal | None = None,
     ) -> StoredResource:
         resource["id"] = rid
+        if principal is not None:
+            uow.writer = principal
         self._resolve_references(uow, resource, principal)
         if uow.validate:
             validate_resource(resource, resource_type)

@@ -451,3 +451,32 @@ def test_standalone_launch_with_patient_scopes_is_confined(hub: Hub, http: TestC
         f"ImagingStudy/{world.sa1}",
         f"ImagingStudy/{world.sa2}",
     }
+
+
+def test_a_write_cannot_probe_another_patients_ids_through_a_reference(
+    hub: Hub, http: TestClient, world: World
+) -> None:
+    """A reference to another patient's resource answers exactly as one to a missing resource
+    (referential integrity), so a patient token cannot learn which ids exist."""
+    writer = bearer(hub, "patient/*.cruds", world.a)
+
+    def based_on(reference: str) -> Any:
+        body = {**study(f"Patient/{world.a}", uid="7.7.7"), "basedOn": [{"reference": reference}]}
+        return http.post("/fhir/ImagingStudy", json=body, headers=writer)
+
+    hidden, missing = based_on(f"ServiceRequest/{world.order_b}"), based_on("ServiceRequest/nope")
+    assert hidden.status_code == missing.status_code == 400
+    assert hidden.json()["issue"][0]["diagnostics"].replace(world.order_b, "X") == missing.json()[
+        "issue"
+    ][0]["diagnostics"].replace("nope", "X")
+    assert (
+        http.post(
+            "/fhir/ImagingStudy", json=study(f"Patient/{world.a}", uid="7.7.8"), headers=writer
+        ).status_code
+        == 201
+    )  # a reference to its own patient is fine
+    admin_write = {
+        **study(f"Patient/{world.a}", uid="7.7.9"),
+        "basedOn": [{"reference": f"ServiceRequest/{world.order_b}"}],
+    }
+    assert http.post("/fhir/ImagingStudy", json=admin_write, headers=ADMIN).status_code == 201
