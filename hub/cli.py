@@ -7,18 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
 from hub import __version__
 from hub.audit.cli import audit
-from hub.config import Settings, load_settings
-
-
-def _settings(config: str | None, **flags: Any) -> Settings:
-    try:
-        return load_settings(config, **flags)
-    except (ValidationError, FileNotFoundError) as exc:
-        raise click.UsageError(f"invalid configuration:\n{exc}") from None
+from hub.cli_options import CONFIG as _CONFIG
+from hub.cli_options import DATA_DIR as _DATA_DIR
+from hub.cli_options import settings_from as _settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,14 +72,6 @@ def import_(
 @main.group()
 def clients() -> None:
     """Register and list SMART clients (SMART App Launch 2.2 ``client-authentication.html``)."""
-
-
-_DATA_DIR = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="[./pixelhub-data]"
-)
-_CONFIG = click.option(
-    "--config", "config", type=click.Path(dir_okay=False), help="pixelhub.toml to read"
-)
 
 
 @clients.command(name="add")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -16,23 +15,10 @@ from hub.audit.setup import INDEXER, audit_dir
 from hub.audit.signing import KeyStoreSigner
 from hub.audit.trail import prune_journal
 from hub.audit.verify import verify_journal
-from hub.config import Settings, load_settings
+from hub.cli_options import CONFIG, DATA_DIR
+from hub.cli_options import settings_from as _settings
 from hub.engines import open_engine
 from hub.smart.keys import KeyStore
-
-_config = click.option(
-    "--config", "config", type=click.Path(dir_okay=False), help="pixelhub.toml to read"
-)
-_data_dir = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="[./pixelhub-data]"
-)
-
-
-def _settings(config: str | None, **flags: Any) -> Settings:
-    try:
-        return load_settings(config, **flags)
-    except Exception as exc:
-        raise click.UsageError(f"invalid configuration:\n{exc}") from None
 
 
 def _utc(value: str | None) -> str | None:
@@ -54,8 +40,8 @@ def audit() -> None:
 
 
 @audit.command()
-@_config
-@_data_dir
+@CONFIG
+@DATA_DIR
 @click.option("--journal-only", is_flag=True, help="do not compare the indexed AuditEvents")
 def verify(config: str | None, journal_only: bool, **flags: Any) -> None:
     """Check the whole chain; exit 1 and name the first altered, missing or re-ordered record."""
@@ -86,8 +72,8 @@ def verify(config: str | None, journal_only: bool, **flags: Any) -> None:
 
 
 @audit.command()
-@_config
-@_data_dir
+@CONFIG
+@DATA_DIR
 @click.option("--since", help="first instant (ISO 8601; UTC when no offset)")
 @click.option("--until", help="end instant, exclusive")
 @click.option("-o", "--output", type=click.File("wb"), default="-", help="file [stdout]")
@@ -101,8 +87,8 @@ def export(
 
 
 @audit.command()
-@_config
-@_data_dir
+@CONFIG
+@DATA_DIR
 @click.option("--before", required=True, help="prune events recorded before this instant")
 def prune(config: str | None, before: str, **flags: Any) -> None:
     """Remove whole journal days older than BEFORE (and their indexed AuditEvents), keeping the

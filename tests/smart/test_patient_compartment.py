@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from hub.composition import Hub
 from hub.smart import ClientStore
-from tests.e2e.support import TOKEN, make_hub, patient, study
+from tests.e2e.support import TOKEN, patient, study
 from tests.smart.access_support import document, ids, search
 from tests.smart.launch_support import REDIRECT, exchange, setup_launch, sign_in
 from tests.smart.support import auth_server
@@ -59,19 +57,6 @@ class World:
         r = self.http.post(f"/fhir/{resource['resourceType']}", json=resource, headers=ADMIN)
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    h = make_hub(tmp_path / "data")
-    yield h
-    h.close()
-
-
-@pytest.fixture
-def http(hub: Hub) -> Iterator[TestClient]:
-    with TestClient(hub.app) as c:
-        yield c
 
 
 @pytest.fixture

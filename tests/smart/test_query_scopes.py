@@ -4,34 +4,19 @@ the documents of that category, on search, read, vread, history, includes and wr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from hub.composition import Hub
-from tests.e2e.support import TOKEN, make_hub, patient
+from tests.e2e.support import TOKEN, patient
 from tests.smart.access_support import document, ids, search
 from tests.smart.support import auth_server
 
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 X = "http://loinc.org|LP29684-5"  # Radiology
 Y = "http://loinc.org|LP7839-6"  # Pathology
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    h = make_hub(tmp_path / "data")
-    yield h
-    h.close()
-
-
-@pytest.fixture
-def http(hub: Hub) -> Iterator[TestClient]:
-    with TestClient(hub.app) as c:
-        yield c
 
 
 class Docs:
