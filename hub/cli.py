@@ -32,6 +32,7 @@ def main() -> None:
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="[./pixelhub-data]"
 )
 @click.option("--database-url", help="store of record URL [sqlite in the data dir]")
+@click.option("--elasticsearch-url", help="search index URL [the store's own index]")
 @click.option(
     "--demo", is_flag=True, default=None, help="OPEN ACCESS with sample data, for trying out"
 )
@@ -266,3 +267,44 @@ def keys_retire(kid: str, config: str | None, **flags: Any) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"retired: {kid}")
+
+
+@main.command()
+@_CONFIG
+@_DATA_DIR
+@click.option("--database-url", help="store of record URL [sqlite in the data dir]")
+@click.option("--elasticsearch-url", help="the search index to rebuild")
+@click.option("--type", "types", multiple=True, help="resource type to rebuild (repeatable) [all]")
+def reindex(config: str | None, types: tuple[str, ...], **flags: Any) -> None:
+    """Rebuild the search index (Elasticsearch) from the store of record: new indexes are built
+    and swapped in atomically, searches keep answering meanwhile."""
+    from rich.progress import Progress
+
+    from hub.engines import open_engine
+    from hub.errors import HubError
+    from hub.reindex import reindex as run
+    from hub.search.registry import default_registry
+
+    settings = _settings(config, **flags)
+    if not settings.elasticsearch_url:
+        raise click.UsageError("no search index to rebuild: set --elasticsearch-url")
+    engine = open_engine(
+        settings.database,
+        data_dir=str(settings.data_dir),
+        search_url=settings.elasticsearch_url,
+    )
+    try:
+        with Progress(transient=False) as progress:
+            task = progress.add_task("indexing", total=None)
+            indexed, replayed = run(
+                engine,
+                default_registry(),
+                types,
+                on_start=lambda total: progress.update(task, total=total),
+                advance=lambda n: progress.advance(task, n),
+            )
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.close()
+    click.echo(f"reindexed {indexed} resources; replayed {replayed} changes made meanwhile")

@@ -89,7 +89,9 @@ class Hub:
         if not self.audit.enabled:
             return
         if self.settings.audit_index_process:
-            self.audit_worker = IndexerProcess(self.settings.data_dir, self.settings.database)
+            self.audit_worker = IndexerProcess(
+                self.settings.data_dir, self.settings.audit_directory, self.settings.database
+            )
             self.audit_worker.start()
             self.audit_indexer.index = False
         self.audit_indexer.start()
@@ -123,7 +125,11 @@ class Hub:
 def build_hub(settings: Settings, *, base_url: str) -> Hub:
     """Wire one hub. ``base_url`` is the public FHIR base (known once the HTTP port is bound)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = open_engine(settings.database, data_dir=str(settings.data_dir))
+    engine = open_engine(
+        settings.database,
+        data_dir=str(settings.data_dir),
+        search_url=settings.elasticsearch_url,
+    )
     registry = default_registry()
     auth_server = AuthorizationServer(
         KeyStore(settings.keys_dir),
@@ -176,10 +182,12 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
                 quiet_seconds=settings.dicom_aggregation_quiet_seconds,
             )
         )
-    runner = ProjectorRunner(engine.change_feed, projectors)
+    runner = ProjectorRunner(
+        engine.change_feed, projectors, leadership=getattr(engine, "leadership", None)
+    )
     audit = open_trail(
         enabled=settings.audit_enabled,
-        data_dir=settings.data_dir,
+        directory=settings.audit_directory,
         keys=auth_server.keys,
         base_url=base_url,
         sync=settings.audit_sync,

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # Audit trail (issue 7): journal under <data_dir>/audit; "always" fsyncs before answering,
     # "interval" within audit_sync_interval seconds (see hub/audit/journal.py)
     audit_enabled: bool = True
+    # the journal's directory [<data_dir>/audit]: one per node, so replicas that share a data
+    # dir (or a store) each set their own
+    audit_dir: Path | None = None
     audit_sync: Literal["interval", "always"] = "interval"
     audit_sync_interval: float = Field(0.2, gt=0, le=10)
     audit_checkpoint_every: int = Field(1000, ge=1)
@@ -170,6 +173,11 @@ class Settings(BaseSettings):
             return self.smart_issuer.rstrip("/")
         base = fhir_base.rstrip("/")
         return f"{base.removesuffix('/fhir')}/auth"
+
+    @property
+    def audit_directory(self) -> Path:
+        """This node's audit journal (``audit_dir``, default ``<data_dir>/audit``)."""
+        return self.audit_dir or self.data_dir / "audit"
 
     @property
     def database(self) -> str:

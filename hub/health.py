@@ -47,6 +47,8 @@ class HealthCheck:
             }
             for name, n in lag.items()
         }
+        if self.runner.leadership is not None:  # replicas: which one runs the projectors
+            checks["projectorLeadership"] = {"status": "pass", "leader": self.runner.leading()}
         if self.audit_indexer is not None:
             indexer = self.audit_indexer
             lag_events = indexer.lag()

@@ -125,6 +125,12 @@ class Repository(Protocol):
     def count(self, resource_type: str | None = None) -> int:
         """Number of current (non-deleted) resources."""
 
+    def scan(
+        self, resource_type: str | None = None, *, after: Key | None = None, limit: int = 1000
+    ) -> list[StoredResource]:
+        """Current, non-deleted versions ordered by ``(resource_type, id)``, strictly after
+        ``after``: one batch of a walk over the whole store (``pixelhub reindex``)."""
+
 
 class SearchIndex(Protocol):
     """Answers FHIR searches (R4 search.html).
@@ -269,12 +275,26 @@ class DicomInstanceStore(Protocol):
         read (False otherwise: it stays pending)."""
 
 
+class Leadership(Protocol):
+    """Projector leadership among the replicas sharing one store (DESIGN.md, scaling out): only
+    the holder runs projectors, so nothing derived is computed by two processes at once. A
+    leader that dies or loses its connection loses leadership, and another replica takes over
+    from the saved cursors (projectors are idempotent)."""
+
+    def acquire(self) -> bool:
+        """Non-blocking: True while this process leads (cheap to call again while held)."""
+
+    def release(self) -> None: ...
+
+
 class Engine(Protocol):
     """One storage engine: its repository, search index and change feed share one database.
 
     An engine that can index DICOM instances also has a ``dicom_store`` attribute (a
     ``DicomInstanceStore``); the DICOM channel and the study aggregator look for it with
-    ``getattr``, so engines without one stay valid ``Engine``s.
+    ``getattr``, so engines without one stay valid ``Engine``s. An engine that several
+    processes can share has a ``leadership`` attribute (a ``Leadership``); an embedded one,
+    used by one process, needs none.
     """
 
     name: str

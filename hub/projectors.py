@@ -5,6 +5,8 @@ again, because its cursor is saved only after the batch is handled. The runner g
 its own thread, wakes it when a write commits (``notify``, coalescing the commits of the next
 ``coalesce_seconds``) or every ``poll_seconds``, and reports
 each projector's lag (changes committed but not yet handled) for ``/health`` and ``/metrics``.
+With a ``Leadership`` (replicas sharing one store), projectors run only in the replica that holds
+it; the others watch, ready to take over from the saved cursors.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from typing import Protocol
 
 import orjson
 
-from hub.ports import Change, ChangeFeed, Repository, SearchIndex
+from hub.ports import Change, ChangeFeed, Leadership, Repository, SearchIndex
 from hub.search.extract import extract_index_entries
 from hub.search.model import IndexEntry, Key
+from hub.search.registry import SERVED_TYPES
 
 log = logging.getLogger("pixelhub.projectors")
+SERVED = frozenset(SERVED_TYPES)
 
 
 class Projector(Protocol):
@@ -45,15 +49,18 @@ class SearchIndexProjector:
         self.index = index
 
     def handle(self, changes: Sequence[Change]) -> None:
-        latest = {(c.resource_type, c.id): c for c in changes}
+        keys = list(  # other records (DICOM instances) are not FHIR resources
+            dict.fromkeys((c.resource_type, c.id) for c in changes if c.resource_type in SERVED)
+        )
+        current = {(r.resource_type, r.id): r for r in self.repository.read_many(keys)}
         updates: list[tuple[Key, Sequence[IndexEntry] | None, str]] = []
-        for key in latest:
-            current = self.repository.read(*key)
-            if current is None or current.data is None:
+        for key in keys:  # one read for the batch; what it lacks was deleted or purged
+            found = current.get(key)
+            if found is None or found.data is None:
                 updates.append((key, None, ""))
             else:
-                entries = extract_index_entries(orjson.loads(current.data))
-                updates.append((key, entries, current.last_updated))
+                entries = extract_index_entries(orjson.loads(found.data))
+                updates.append((key, entries, found.last_updated))
         self.index.apply(updates)
 
 
@@ -69,8 +76,10 @@ class ProjectorRunner:
         poll_seconds: float = 0.5,
         retry_seconds: float = 2.0,
         coalesce_seconds: float = 0.05,
+        leadership: Leadership | None = None,
     ) -> None:
         self.feed = feed
+        self.leadership = leadership
         self.projectors = list(projectors)
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
@@ -109,6 +118,16 @@ class ProjectorRunner:
             if not handled and self.feed.last_seq() == before:
                 return
 
+    def leading(self) -> bool:
+        """Whether this process runs the projectors (always, without a ``Leadership``)."""
+        if self.leadership is None:
+            return True
+        try:
+            return self.leadership.acquire()
+        except Exception as exc:  # an unreachable store: nobody here leads
+            log.warning("projector leadership unavailable: %s", exc)
+            return False
+
     def lag(self) -> dict[str, int]:
         last = self.feed.last_seq()
         return {p.name: last - self.feed.cursor(p.name) for p in self.projectors}
@@ -129,10 +148,18 @@ class ProjectorRunner:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
+        if self.leadership is not None:
+            try:
+                self.leadership.release()
+            except Exception:  # closing anyway: the store drops it with the connection
+                log.warning("projector leadership not released", exc_info=True)
 
     def _loop(self, projector: Projector) -> None:
         tick = getattr(projector, "tick", None)
         while not self._stop.is_set():
+            if not self.leading():
+                self._stop.wait(self.poll_seconds)
+                continue
             due: float | None = None
             try:
                 handled = self.run_once(projector)

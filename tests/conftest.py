@@ -20,6 +20,9 @@ from typing import Any
 
 import pytest
 
+# Real servers started once per run, on first use (DESIGN.md: heavy peers start once).
+pytest_plugins = ["tests.support.postgres", "tests.support.elasticsearch"]
+
 VALIDATE_LAST = "validate_collected_last"
 
 

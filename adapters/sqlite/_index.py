@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-import unicodedata
 from collections.abc import Sequence
 
 from adapters.sqlite._db import Database
+from hub.search.matching import DATE_MAX, DATE_MIN, fold
 from hub.search.model import (
     DateEntry,
     IndexEntry,
@@ -17,10 +17,6 @@ from hub.search.model import (
     TokenEntry,
     UriEntry,
 )
-
-# Open ends of a date range (a Period without start or end), as stored.
-DATE_MIN = -(2**62)
-DATE_MAX = 2**62
 
 TABLES = (
     "idx_token",
@@ -49,13 +45,6 @@ _INSERT = {
     "idx_uri": "INSERT INTO idx_uri (res_pk, pid, ord, value, grp, comp) VALUES (?, ?, ?, ?, ?, ?)",
 }
 _DELETE = {t: f"DELETE FROM {t} WHERE res_pk = ?" for t in TABLES}
-
-
-def fold(text: str) -> str:
-    """Case- and accent-insensitive form for string matching (FHIR R4 search.html#string):
-    NFKD, combining marks dropped, casefolded."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 Row = tuple[object, ...]

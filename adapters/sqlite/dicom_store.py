@@ -19,23 +19,30 @@ fails alone; the others return as soon as that commit is durable.
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import TYPE_CHECKING
 
 from adapters.sqlite._db import Database
 from adapters.sqlite._errors import sqlite_errors
 from adapters.sqlite._time import format_ms, now_ms
-from hub.ports import DicomInstanceRecord, PendingStudy, Replacement, StoreResult
+from hub.imaging.instance_rows import (
+    CHANGE_TYPE,
+    COLUMNS,
+    KEPT_COLUMNS,
+    PENDING_COLUMNS,
+    instance_params,
+    instance_record,
+    kept_params,
+    pending_study,
+    stored_record,
+    with_replacement,
+)
+from hub.ports import DicomInstanceRecord, PendingStudy, StoreResult
 
 if TYPE_CHECKING:
     from hub.ports import DicomInstanceStore
-
-CHANGE_TYPE = "DicomInstance"
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS dicom_instance (
@@ -72,13 +79,9 @@ DDL = (
     ) WITHOUT ROWID""",
 )
 
-_COLUMNS = (
-    "sop_uid, study_uid, series_uid, sop_class, ts_uid, blob_key, sha256, size, version,"
-    " received, source, summary"
-)
-_SELECT = f"SELECT {_COLUMNS} FROM dicom_instance"
+_SELECT = f"SELECT {COLUMNS} FROM dicom_instance"
 _UPSERT = (
-    f"INSERT INTO dicom_instance ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO dicom_instance ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (sop_uid) DO UPDATE SET study_uid = excluded.study_uid,"
     " series_uid = excluded.series_uid, sop_class = excluded.sop_class,"
     " ts_uid = excluded.ts_uid, blob_key = excluded.blob_key, sha256 = excluded.sha256,"
@@ -86,8 +89,7 @@ _UPSERT = (
     " source = excluded.source, summary = excluded.summary"
 )
 _KEEP_OLD = (
-    "INSERT OR REPLACE INTO dicom_instance_version"
-    " (sop_uid, version, blob_key, sha256, size, received, source) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT OR REPLACE INTO dicom_instance_version ({KEPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _CHANGE = "INSERT INTO change (res_type, res_id, version, op) VALUES (?, ?, ?, ?)"
 _PENDING = (
@@ -96,48 +98,6 @@ _PENDING = (
     " generation = excluded.generation, quiet_since_ms = excluded.quiet_since_ms,"
     " replacements = coalesce(excluded.replacements, replacements)"
 )
-
-
-def _record(row: sqlite3.Row | tuple[Any, ...]) -> DicomInstanceRecord:
-    sop, study, series, sop_class, ts, key, sha, size, version, received, source, summary = row
-    return DicomInstanceRecord(
-        sop_instance_uid=sop,
-        study_instance_uid=study,
-        series_instance_uid=series,
-        sop_class_uid=sop_class,
-        transfer_syntax_uid=ts,
-        blob_key=key,
-        sha256=sha,
-        size=int(size),
-        summary=orjson.loads(summary),
-        source=source,
-        version=int(version),
-        received=received,
-    )
-
-
-def _replacement_json(r: Replacement) -> dict[str, Any]:
-    return {
-        "sop": r.sop_instance_uid,
-        "old": r.old_version,
-        "new": r.new_version,
-        "old_sha256": r.old_sha256,
-        "new_sha256": r.new_sha256,
-        "source": r.source,
-        "received": r.received,
-    }
-
-
-def _replacement(data: dict[str, Any]) -> Replacement:
-    return Replacement(
-        sop_instance_uid=str(data["sop"]),
-        old_version=int(data["old"]),
-        new_version=int(data["new"]),
-        old_sha256=str(data["old_sha256"]),
-        new_sha256=str(data["new_sha256"]),
-        source=str(data.get("source", "")),
-        received=str(data.get("received", "")),
-    )
 
 
 class _Queued:
@@ -202,63 +162,23 @@ class SqliteDicomStore:
             row = conn.execute(
                 f"{_SELECT} WHERE sop_uid = ?", (record.sop_instance_uid,)
             ).fetchone()
-            previous = _record(row) if row is not None else None
+            previous = instance_record(row) if row is not None else None
             if previous is not None and previous.sha256 == record.sha256:
                 return StoreResult(previous, stored=False)
             ms = now_ms()
             received = format_ms(ms)
             version = 1 if previous is None else previous.version + 1
-            conn.execute(
-                _UPSERT,
-                (
-                    record.sop_instance_uid,
-                    record.study_instance_uid,
-                    record.series_instance_uid,
-                    record.sop_class_uid,
-                    record.transfer_syntax_uid,
-                    record.blob_key,
-                    record.sha256,
-                    record.size,
-                    version,
-                    received,
-                    record.source,
-                    orjson.dumps(record.summary),
-                ),
-            )
+            conn.execute(_UPSERT, instance_params(record, version, received))
             replacements: bytes | None = None
             replaced = previous is not None
             if previous is not None:
-                conn.execute(
-                    _KEEP_OLD,
-                    (
-                        previous.sop_instance_uid,
-                        previous.version,
-                        previous.blob_key,
-                        previous.sha256,
-                        previous.size,
-                        previous.received,
-                        previous.source,
-                    ),
-                )
+                conn.execute(_KEEP_OLD, kept_params(previous))
                 found = conn.execute(
                     "SELECT replacements FROM dicom_study_pending WHERE study_uid = ?",
                     (record.study_instance_uid,),
                 ).fetchone()
-                known = orjson.loads(found[0]) if found and found[0] else []
-                known.append(
-                    _replacement_json(
-                        Replacement(
-                            record.sop_instance_uid,
-                            previous.version,
-                            version,
-                            previous.sha256,
-                            record.sha256,
-                            record.source,
-                            received,
-                        )
-                    )
-                )
-                replacements = orjson.dumps(known)
+                known = found[0] if found else None
+                replacements = with_replacement(known, record, previous, version, received)
             op = "update" if replaced else "create"
             cur = conn.execute(_CHANGE, (CHANGE_TYPE, record.sop_instance_uid, version, op))
             seq = int(cur.lastrowid or 0)
@@ -266,7 +186,7 @@ class SqliteDicomStore:
             if previous is not None and previous.study_instance_uid != record.study_instance_uid:
                 # The instance moved to another study: the old one must be rebuilt too.
                 conn.execute(_PENDING, (previous.study_instance_uid, seq, ms, None))
-        stored = dataclasses.replace(record, version=version, received=received)
+        stored = stored_record(record, version, received)
         return StoreResult(stored, stored=True, replaced=replaced, previous=previous)
 
     def request_flush(self, study_instance_uids: Sequence[str]) -> None:
@@ -297,7 +217,7 @@ class SqliteDicomStore:
                 .execute(f"{_SELECT} WHERE sop_uid = ?", (sop_instance_uid,))
                 .fetchone()
             )
-        return None if row is None else _record(row)
+        return None if row is None else instance_record(row)
 
     def instances_of_study(self, study_instance_uid: str) -> list[DicomInstanceRecord]:
         with sqlite_errors():
@@ -306,7 +226,7 @@ class SqliteDicomStore:
                 .execute(f"{_SELECT} WHERE study_uid = ? ORDER BY sop_uid", (study_instance_uid,))
                 .fetchall()
             )
-        return [_record(r) for r in rows]
+        return [instance_record(r) for r in rows]
 
     def count(self) -> int:
         with sqlite_errors():
@@ -318,22 +238,13 @@ class SqliteDicomStore:
             rows = (
                 self._db.reader()
                 .execute(
-                    "SELECT study_uid, generation, quiet_since_ms, flush_requested, replacements"
+                    f"SELECT {PENDING_COLUMNS}"
                     " FROM dicom_study_pending ORDER BY quiet_since_ms LIMIT ?",
                     (max(0, limit),),
                 )
                 .fetchall()
             )
-        return [
-            PendingStudy(
-                study_instance_uid=uid,
-                generation=int(gen),
-                quiet_since=int(ms) / 1000,
-                flush_requested=bool(flush),
-                replacements=tuple(_replacement(r) for r in orjson.loads(reps)) if reps else (),
-            )
-            for uid, gen, ms, flush, reps in rows
-        ]
+        return [pending_study(row) for row in rows]
 
 
 if TYPE_CHECKING:  # mypy proves the store implements the port

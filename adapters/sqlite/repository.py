@@ -6,18 +6,19 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import cast
 
 import orjson
 
 from adapters.sqlite._db import Database
 from adapters.sqlite._errors import sqlite_errors
 from adapters.sqlite._index import clear_index, write_index
-from adapters.sqlite._time import format_ms, instant_range, now_ms, parse_instant
-from adapters.sqlite.search import live_count, run_search
-from hub.errors import HubError, InvalidRequest, InvalidResource, PreconditionFailed
+from adapters.sqlite._time import format_ms, now_ms, parse_instant
+from adapters.sqlite.search import SQLITE, live_count, run_search
+from hub import sql_store
+from hub.errors import HubError
 from hub.ports import ChangeOp, HistoryPage, StoredResource
 from hub.search.model import IndexEntry, Key, SearchQuery, SearchResult
+from hub.sql_store import serialise, stored, version_mismatch
 
 _READ = (
     "SELECT v.version, v.last_updated, v.data, v.method FROM resource r"
@@ -41,50 +42,9 @@ _COUNT_UP = (
 _COUNT_DOWN = "UPDATE type_count SET live = live - 1 WHERE res_type = ?"
 
 
-def _stored(resource_type: str, id: str, row: sqlite3.Row | tuple[object, ...]) -> StoredResource:
-    version, last_updated, data, method = row
-    return StoredResource(
-        resource_type=resource_type,
-        id=id,
-        version=cast(int, version),
-        last_updated=cast(str, last_updated),
-        data=cast(bytes | None, data),
-        method=cast(ChangeOp, method),
-    )
-
-
 def _read(conn: sqlite3.Connection, resource_type: str, id: str) -> StoredResource | None:
     row = conn.execute(_READ, (resource_type, id)).fetchone()
-    return None if row is None else _stored(resource_type, id, row)
-
-
-def _serialise(
-    resource_type: str, id: str, resource: dict[str, object], version: int, last_updated: str
-) -> bytes:
-    """The stored JSON: a copy of ``resource`` with ``id``, ``meta.versionId`` and
-    ``meta.lastUpdated`` set (FHIR R4 resource.html#Meta)."""
-    found = resource.get("resourceType", resource_type)
-    if found != resource_type:
-        raise InvalidResource(f"Resource type {found!r} stored as {resource_type!r}")
-    meta_in = resource.get("meta")
-    meta: dict[str, object] = dict(meta_in) if isinstance(meta_in, dict) else {}
-    meta["versionId"] = str(version)
-    meta["lastUpdated"] = last_updated
-    doc: dict[str, object] = {"resourceType": resource_type, "id": id, "meta": meta}
-    for k, v in resource.items():
-        if k not in doc:
-            doc[k] = v
-    try:
-        return orjson.dumps(doc)
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        raise InvalidResource(f"{resource_type}/{id} is not serialisable as JSON: {exc}") from exc
-
-
-def _mismatch(resource_type: str, id: str, expected: int, current: int | None) -> HubError:
-    found = "it does not exist" if current is None else f"the current version is {current}"
-    return PreconditionFailed(
-        f"Version conflict on {resource_type}/{id}: expected version {expected}, but {found}"
-    )
+    return None if row is None else stored(resource_type, id, row)
 
 
 class SqliteTransaction:
@@ -137,11 +97,11 @@ class SqliteTransaction:
             row = conn.execute(_CURRENT, (resource_type, id)).fetchone()
         current = None if row is None else int(row[1])
         if expected_version is not None and expected_version != current:
-            raise _mismatch(resource_type, id, expected_version, current)
+            raise version_mismatch(resource_type, id, expected_version, current)
         ms = now_ms() if last_updated is None else parse_instant(last_updated)
         stamp = format_ms(ms)
         version = (current or 0) + 1
-        data = _serialise(resource_type, id, resource, version, stamp)
+        data = serialise(resource_type, id, resource, version, stamp)
         method: ChangeOp = "create" if row is None or row[2] else "update"
         with self._writing():
             if row is None:
@@ -178,7 +138,7 @@ class SqliteTransaction:
             return None
         pk, current = int(row[0]), int(row[1])
         if expected_version is not None and expected_version != current:
-            raise _mismatch(resource_type, id, expected_version, current)
+            raise version_mismatch(resource_type, id, expected_version, current)
         ms = now_ms()
         stamp = format_ms(ms)
         version = current + 1
@@ -243,7 +203,7 @@ class SqliteRepository:
         """R4 http.html#vread; a tombstone version has ``data=None``."""
         with sqlite_errors():
             row = self._db.reader().execute(_VREAD, (resource_type, id, version)).fetchone()
-        return None if row is None else _stored(resource_type, id, row)
+        return None if row is None else stored(resource_type, id, row)
 
     def read_many(self, keys: Sequence[Key]) -> list[StoredResource]:
         by_type: dict[str, list[str]] = {}
@@ -260,7 +220,7 @@ class SqliteRepository:
                     (t, orjson.dumps(ids).decode()),
                 )
                 for res_id, *rest in rows:
-                    found[(t, res_id)] = _stored(t, res_id, tuple(rest))
+                    found[(t, res_id)] = stored(t, res_id, rest)
         return [found[k] for k in keys if k in found]
 
     def history(
@@ -273,41 +233,17 @@ class SqliteRepository:
         count: int = 50,
         offset: int = 0,
     ) -> HistoryPage:
-        """Instance, type or system history, newest first (R4 http.html#history). ``since``
-        keeps versions written at or after it; ``at`` keeps versions that were current at some
-        moment of the instant's precision range."""
-        where: list[str] = []
-        params: list[object] = []
-        if id is not None:
-            if resource_type is None:
-                raise InvalidRequest("Instance history needs a resource type")
-            where.append("v.res_pk = (SELECT pk FROM resource WHERE res_type = ? AND res_id = ?)")
-            params += [resource_type, id]
-        elif resource_type is not None:
-            where.append("v.res_type = ?")
-            params.append(resource_type)
-        if since is not None:
-            where.append("v.last_updated_ms >= ?")
-            params.append(instant_range(since)[0])
-        if at is not None:
-            low, high = instant_range(at)
-            where.append(
-                "v.last_updated_ms <= ? AND NOT EXISTS (SELECT 1 FROM version n"
-                " WHERE n.res_pk = v.res_pk AND n.version = v.version + 1"
-                " AND n.last_updated_ms <= ?)"
-            )
-            params += [high, low]
-        clause = " WHERE " + " AND ".join(where) if where else ""
+        """R4 http.html#history: ``hub.sql_store.history``, on one read snapshot."""
         with self._db.snapshot() as conn, sqlite_errors():
-            total = conn.execute(f"SELECT count(*) FROM version v{clause}", params).fetchone()[0]
-            rows = conn.execute(
-                "SELECT v.res_type, r.res_id, v.version, v.last_updated, v.data, v.method"
-                f" FROM version v JOIN resource r ON r.pk = v.res_pk{clause}"
-                " ORDER BY v.vid DESC LIMIT ? OFFSET ?",
-                [*params, max(0, count), max(0, offset)],
-            ).fetchall()
-        entries = [_stored(t, i, tuple(rest)) for t, i, *rest in rows]
-        return HistoryPage(entries=entries, total=int(total))
+            return sql_store.history(
+                SQLITE, conn, resource_type, id, since=since, at=at, count=count, offset=offset
+            )
+
+    def scan(
+        self, resource_type: str | None = None, *, after: Key | None = None, limit: int = 1000
+    ) -> list[StoredResource]:
+        with self._db.snapshot() as conn, sqlite_errors():
+            return sql_store.scan(SQLITE, conn, resource_type, after=after, limit=limit)
 
     def count(self, resource_type: str | None = None) -> int:
         """Live resources, from the per-type counters (no scan)."""

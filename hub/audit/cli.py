@@ -11,7 +11,7 @@ import orjson
 
 from hub.audit.export import export_events
 from hub.audit.journal import AuditJournal, JournalBusy
-from hub.audit.setup import INDEXER, audit_dir
+from hub.audit.setup import indexer_cursor
 from hub.audit.signing import KeyStoreSigner
 from hub.audit.trail import prune_journal
 from hub.audit.verify import verify_journal
@@ -47,7 +47,7 @@ def verify(config: str | None, journal_only: bool, **flags: Any) -> None:
     """Check the whole chain; exit 1 and name the first altered, missing or re-ordered record."""
     settings = _settings(config, **flags)
     signer = KeyStoreSigner(KeyStore(settings.keys_dir))
-    directory = audit_dir(settings.data_dir)
+    directory = settings.audit_directory
     if journal_only:
         report = verify_journal(directory, signer)
     else:
@@ -63,7 +63,7 @@ def verify(config: str | None, journal_only: bool, **flags: Any) -> None:
                     data.setdefault("meta", {})["versionId"] = str(found.version)
                 return data
 
-            cursor = engine.change_feed.cursor(INDEXER)
+            cursor = engine.change_feed.cursor(indexer_cursor(directory))
             report = verify_journal(directory, signer, stored, indexed_through=cursor)
         finally:
             engine.close()
@@ -82,7 +82,7 @@ def export(
 ) -> None:
     """Write the events of a time range as NDJSON."""
     settings = _settings(config, **flags)
-    for line in export_events(audit_dir(settings.data_dir), _utc(since), _utc(until)):
+    for line in export_events(settings.audit_directory, _utc(since), _utc(until)):
         output.write(line)
 
 
@@ -96,7 +96,7 @@ def prune(config: str | None, before: str, **flags: Any) -> None:
     settings = _settings(config, **flags)
     cutoff = _utc(before)
     assert cutoff is not None
-    directory = audit_dir(settings.data_dir)
+    directory = settings.audit_directory
     try:
         journal = AuditJournal(directory, signer=KeyStoreSigner(KeyStore(settings.keys_dir)))
     except JournalBusy as exc:
@@ -109,7 +109,8 @@ def prune(config: str | None, before: str, **flags: Any) -> None:
                 for event_id in ids:
                     tx.purge("AuditEvent", event_id)
 
-        indexed = engine.change_feed.cursor(INDEXER)  # never prune what is not indexed yet
+        # never prune what is not indexed yet
+        indexed = engine.change_feed.cursor(indexer_cursor(directory))
         through = min(journal.last_seq_recorded_before(cutoff), indexed)
         removed = prune_journal(journal, through, purge) if through else 0
     finally:

@@ -1,9 +1,11 @@
-"""Wiring of the audit trail for one hub: the journal under ``<data_dir>/audit`` signed with the
+"""Wiring of the audit trail for one hub: the journal (``Settings.audit_directory``) signed with the
 hub's key, and the indexer that writes its events into the FHIR store as ``AuditEvent``."""
 
 from __future__ import annotations
 
+import os
 import socket
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,24 @@ from hub.search.registry import SearchParameterRegistry
 from hub.smart.keys import KeyStore
 from mappings.interaction_to_auditevent import Source
 
-INDEXER = "audit-index"  # the indexer's cursor name in the change feed's cursor table
 StoreEvents = Callable[[list[dict[str, Any]], int], None]
 
 
-def audit_dir(data_dir: Path) -> Path:
-    return data_dir / "audit"
+def indexer_cursor(directory: Path) -> str:
+    """The indexer's cursor name in the change feed's cursor table: one per journal, since
+    replicas sharing one store each keep their own journal (``<audit dir>/node-id``, made once).
+    A journal indexed under another name is indexed again harmlessly: events are written once,
+    by id."""
+    path = directory / "node-id"
+    try:
+        node = path.read_text().strip()
+    except FileNotFoundError:
+        directory.mkdir(parents=True, exist_ok=True)
+        node = uuid.uuid4().hex
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(node + "\n")
+        os.replace(tmp, path)
+    return f"audit-index:{node}"
 
 
 def node_source(base_url: str) -> Source:
@@ -32,7 +46,7 @@ def node_source(base_url: str) -> Source:
 def open_trail(
     *,
     enabled: bool,
-    data_dir: Path,
+    directory: Path,
     keys: KeyStore,
     base_url: str,
     sync: SyncMode = "interval",
@@ -41,7 +55,7 @@ def open_trail(
 ) -> AuditTrail:
     journal = (
         AuditJournal(
-            audit_dir(data_dir),
+            directory,
             signer=KeyStoreSigner(keys),
             sync=sync,
             sync_interval=sync_interval,
@@ -53,7 +67,7 @@ def open_trail(
     return AuditTrail(journal, node_source(base_url))
 
 
-def store_events(engine: Engine, registry: SearchParameterRegistry) -> StoreEvents:
+def store_events(engine: Engine, registry: SearchParameterRegistry, cursor: str) -> StoreEvents:
     """Events become AuditEvent resources in one transaction with the indexer's cursor. They are
     written as recorded: no validation against client rules and no referential integrity (an
     event may name a resource that was deleted, or a query)."""
@@ -64,7 +78,7 @@ def store_events(engine: Engine, registry: SearchParameterRegistry) -> StoreEven
                 if tx.read("AuditEvent", event["id"]) is None:
                     entries = extract_index_entries(event, registry)
                     tx.put("AuditEvent", event["id"], dict(event), entries)
-            engine.change_feed.set_cursor(INDEXER, seq)
+            engine.change_feed.set_cursor(cursor, seq)
 
     return store
 
@@ -79,7 +93,9 @@ def audit_indexer(
 ) -> AuditIndexer:
     """The hub's indexer: indexes in process (tests, ``catch_up``) until ``pixelhub serve`` hands
     indexing to the worker process, and applies retention."""
-    write = store_events(engine, registry)
+    directory = trail.directory
+    cursor = indexer_cursor(directory) if directory is not None else "audit-index"
+    write = store_events(engine, registry, cursor)
 
     def store(events: list[dict[str, Any]], seq: int) -> None:
         write(events, seq)
@@ -92,7 +108,7 @@ def audit_indexer(
 
     return AuditIndexer(
         trail.directory,
-        lambda: engine.change_feed.cursor(INDEXER),
+        lambda: engine.change_feed.cursor(cursor),
         store,
         retention_days=retention_days,
         purge=purge,

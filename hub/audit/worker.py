@@ -15,7 +15,7 @@ import os
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
-from hub.audit.setup import INDEXER, audit_dir, store_events
+from hub.audit.setup import indexer_cursor, store_events
 from hub.audit.trail import AuditIndexer
 from hub.engines import open_engine
 from hub.search.registry import default_registry
@@ -24,15 +24,22 @@ log = logging.getLogger("pixelhub.audit")
 
 
 def index_until_stopped(
-    data_dir: str, database: str, stop: Event, parent: int, poll_seconds: float
+    data_dir: str,
+    journal_dir: str,
+    database: str,
+    stop: Event,
+    parent: int,
+    poll_seconds: float,
 ) -> None:
     """The worker's body: index batch after batch, waiting ``poll_seconds`` when idle."""
     engine = open_engine(database, data_dir=data_dir)
     try:
+        directory = Path(journal_dir)
+        cursor = indexer_cursor(directory)
         indexer = AuditIndexer(
-            audit_dir(Path(data_dir)),
-            lambda: engine.change_feed.cursor(INDEXER),
-            store_events(engine, default_registry()),
+            directory,
+            lambda: engine.change_feed.cursor(cursor),
+            store_events(engine, default_registry(), cursor),
         )
         while not stop.is_set() and os.getppid() == parent:
             try:
@@ -48,12 +55,21 @@ def index_until_stopped(
 
 
 class IndexerProcess:
-    def __init__(self, data_dir: Path, database: str, poll_seconds: float = 0.5) -> None:
+    def __init__(
+        self, data_dir: Path, journal_dir: Path, database: str, poll_seconds: float = 0.5
+    ) -> None:
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
         self._process = context.Process(
             target=index_until_stopped,
-            args=(str(data_dir), database, self._stop, os.getpid(), poll_seconds),
+            args=(
+                str(data_dir),
+                str(journal_dir),
+                database,
+                self._stop,
+                os.getpid(),
+                poll_seconds,
+            ),
             name="pixelhub-audit-indexer",
             daemon=True,
         )

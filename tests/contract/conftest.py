@@ -3,8 +3,9 @@
 
 Resources go in as realistic R4 JSON through ``hub.search.extract`` and searches as query strings
 through ``hub.search.query``, so the whole pipeline is under test. To add an engine, append a
-factory to ``ENGINE_FACTORIES``: it receives a fresh temporary directory and returns an open
-``Engine``; the fixture closes it.
+factory to ``ENGINE_FACTORIES``: it receives a fresh temporary directory and the test's request
+(for the run's server fixtures) and returns an open ``Engine``; the fixture closes it. An engine
+with an asynchronous search index is settled (``settle``) before every search.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from hub.engines import open_engine
 from hub.ports import Engine, StoredResource
+from hub.projectors import ProjectorRunner, SearchIndexProjector
 from hub.search.extract import extract_index_entries
 from hub.search.model import IndexEntry, SearchQuery, SearchResult
 from hub.search.query import parse_search
@@ -26,22 +28,54 @@ from hub.search.query import parse_search
 BASE_URL = "http://hub.example/fhir"
 
 
-def _sqlite(tmp: Path) -> Engine:
+def _sqlite(tmp: Path, request: pytest.FixtureRequest) -> Engine:
     return open_engine("sqlite://", data_dir=str(tmp))  # found by its entry point, as in serve
 
 
-# (id, factory). PostgreSQL and Elasticsearch join here.
-ENGINE_FACTORIES: list[tuple[str, Callable[[Path], Engine]]] = [("sqlite", _sqlite)]
+def _postgresql(tmp: Path, request: pytest.FixtureRequest) -> Engine:
+    """A fresh database on the run's PostgreSQL server (tests/support/postgres.py)."""
+    url: str = request.getfixturevalue("postgres_database")
+    return open_engine(url, data_dir=str(tmp))
+
+
+def _postgresql_elasticsearch(tmp: Path, request: pytest.FixtureRequest) -> Engine:
+    """PostgreSQL as the store of record, searches answered by Elasticsearch (a fresh index
+    prefix on the run's server, tests/support/elasticsearch.py)."""
+    url: str = request.getfixturevalue("postgres_database")
+    search_url: str = request.getfixturevalue("elasticsearch_index_url")
+    return open_engine(url, data_dir=str(tmp), search_url=search_url)
+
+
+# (id, factory): every contract test runs once per engine, with identical expectations.
+ENGINE_FACTORIES: list[tuple[str, Callable[[Path, pytest.FixtureRequest], Engine]]] = [
+    ("sqlite", _sqlite),
+    ("postgresql", _postgresql),
+    ("postgresql+elasticsearch", _postgresql_elasticsearch),
+]
 
 
 @pytest.fixture(params=[f for _, f in ENGINE_FACTORIES], ids=[n for n, _ in ENGINE_FACTORIES])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    factory: Callable[[Path], Engine] = request.param
-    eng = factory(tmp_path / "engine")
+    factory: Callable[[Path, pytest.FixtureRequest], Engine] = request.param
+    eng = factory(tmp_path / "engine", request)
     try:
         yield eng
     finally:
         eng.close()
+
+
+def settle(engine: Engine) -> None:
+    """Bring an asynchronous search index up to the change feed, as its projector would, and
+    make what it indexed visible to searches (``refresh``, where the index has one)."""
+    if engine.search_index.synchronous:
+        return
+    runner = ProjectorRunner(
+        engine.change_feed, [SearchIndexProjector(engine.repository, engine.search_index)]
+    )
+    runner.catch_up()
+    refresh = getattr(engine.search_index, "refresh", None)
+    if refresh is not None:
+        refresh()
 
 
 class Store:
@@ -63,7 +97,11 @@ class Store:
         """Store a minimal resource with hand-made index entries (for parameter types the served
         resources do not have, such as number)."""
         with self.engine.repository.transaction() as tx:
-            return tx.put(resource_type, id, {"resourceType": resource_type, "id": id}, entries)
+            stored = tx.put(resource_type, id, {"resourceType": resource_type, "id": id}, entries)
+        if not self.engine.search_index.synchronous:  # the projector would re-extract: none
+            settle(self.engine)
+            self.engine.search_index.apply([((resource_type, id), entries, stored.last_updated)])
+        return stored
 
     def delete(self, resource_type: str, id: str) -> StoredResource | None:
         with self.engine.repository.transaction() as tx:
@@ -75,7 +113,12 @@ class Store:
         )
 
     def search(self, resource_type: str | None, qs: str) -> SearchResult:
-        return self.engine.search_index.search(self.query(resource_type, qs))
+        return self.run(self.query(resource_type, qs))
+
+    def run(self, query: SearchQuery) -> SearchResult:
+        """Search with a parsed (or hand-built) query, once the index has settled."""
+        settle(self.engine)
+        return self.engine.search_index.search(query)
 
     def ids(self, resource_type: str | None, qs: str) -> list[str]:
         """The ids of the matches, in the order returned."""

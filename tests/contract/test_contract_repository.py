@@ -143,6 +143,23 @@ def test_count(store: Any) -> None:
     assert repo.count() == 2
 
 
+def test_scan_walks_current_versions_in_key_order(store: Any) -> None:
+    store.put(patient("b"), patient("a"), patient("c"), {"resourceType": "Device", "id": "z"})
+    store.put(patient("a", family="Second"))
+    store.delete("Patient", "c")
+    repo = store.engine.repository
+    first = repo.scan(limit=2)
+    assert [(r.resource_type, r.id, r.version) for r in first] == [
+        ("Device", "z", 1),
+        ("Patient", "a", 2),
+    ]
+    rest = repo.scan(after=("Patient", "a"), limit=10)
+    assert [(r.resource_type, r.id) for r in rest] == [("Patient", "b")]
+    assert orjson.loads(first[1].data)["name"] == [{"family": "Second"}]
+    assert [r.id for r in repo.scan("Patient")] == ["a", "b"]
+    assert repo.scan("Patient", after=("Patient", "b")) == []
+
+
 def test_history_levels_newest_first_with_paging(engine: Engine) -> None:
     repo = engine.repository
     stamps = [f"2020-01-0{d}T00:00:00.000Z" for d in range(1, 6)]

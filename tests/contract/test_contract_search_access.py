@@ -17,7 +17,7 @@ def _query(store: Any, rtype: str, qs: str, *extra: Any, **changes: Any) -> Sear
 
 
 def _ids(store: Any, query: SearchQuery) -> set[str]:
-    return {i for _, i in store.engine.search_index.search(query).matches}
+    return {i for _, i in store.run(query).matches}
 
 
 def test_compartment_criterion(loaded: Any) -> None:
@@ -37,13 +37,9 @@ def test_compartment_criterion(loaded: Any) -> None:
 
 def test_any_of_counts_and_drives(loaded: Any) -> None:
     p1 = compartment_criterion("Observation", "p1")
-    result = loaded.engine.search_index.search(
-        _query(loaded, "Observation", "_count=1", p1, total="accurate")
-    )
+    result = loaded.run(_query(loaded, "Observation", "_count=1", p1, total="accurate"))
     assert result.total == 2 and len(result.matches) == 1
-    counted = loaded.engine.search_index.search(
-        _query(loaded, "Observation", "_summary=count", p1, count=0)
-    )
+    counted = loaded.run(_query(loaded, "Observation", "_summary=count", p1, count=0))
     assert counted.total == 2
 
 
@@ -79,7 +75,7 @@ def test_any_of_inside_chains_and_has(loaded: Any) -> None:
 def test_include_access(loaded: Any) -> None:
     def included(qs: str, access: Any) -> set[str]:
         q = _query(loaded, "ImagingStudy", qs, include_access=access)
-        return {f"{t}/{i}" for t, i in loaded.engine.search_index.search(q).included}
+        return {f"{t}/{i}" for t, i in loaded.run(q).included}
 
     qs = "_id=s1,s3&_include=ImagingStudy:subject"
     assert included(qs, None) == {"Patient/p1", "Patient/p2"}

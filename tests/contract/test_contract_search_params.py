@@ -273,10 +273,10 @@ def test_number_prefixes(
         store.put_entries("Observation", name, [NumberEntry("score", n, n - 0.05, n + 0.05)])
     store.put_entries("Observation", "blank", [])
     crit = Criterion(ParamRef("score", "number"), (NumberValue(prefix, value, low, high),))
-    found = store.engine.search_index.search(SearchQuery("Observation", (crit,)))
+    found = store.run(SearchQuery("Observation", (crit,)))
     assert {i for _, i in found.matches} == expected
     missing = Criterion(ParamRef("score", "number"), modifier="missing", missing=True)
-    found = store.engine.search_index.search(SearchQuery("Observation", (missing,)))
+    found = store.run(SearchQuery("Observation", (missing,)))
     assert [i for _, i in found.matches] == ["blank"]
 
 
@@ -442,7 +442,7 @@ def test_missing_on_every_type(loaded: Any) -> None:
         ref = registry.ref(rtype, name)
         assert ref is not None
         query = SearchQuery(rtype, (Criterion(ref, modifier="missing", missing=missing),))
-        found = loaded.engine.search_index.search(query)
+        found = loaded.run(query)
         assert {i for _, i in found.matches} == expected, (name, missing)
 
 

@@ -87,7 +87,7 @@ def test_system_level_search(loaded: Any) -> None:
     assert loaded.idset(None, "_id=p1,s1,nope") == {"p1", "s1"}
     r = loaded.search(None, "_id=p1,s1&_sort=-_id")
     assert r.matches == [("ImagingStudy", "s1"), ("Patient", "p1")] and r.total == 2
-    everything = loaded.engine.search_index.search(SearchQuery(None, count=1000))
+    everything = loaded.run(SearchQuery(None, count=1000))
     assert everything.total == loaded.engine.repository.count() == len(everything.matches)
 
 

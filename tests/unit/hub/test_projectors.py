@@ -153,3 +153,60 @@ def test_search_index_projector_is_idempotent(engine: Engine) -> None:
     # the synchronous engine itself still answers the same search
     found = engine.search_index.search(parse_search("Patient", [("family", "F2")]))
     assert found.matches == [("Patient", "p2")]
+
+
+class Lease:
+    """A leadership the test hands over by hand (the PostgreSQL one is tested against the real
+    server in tests/integration/postgres)."""
+
+    def __init__(self, held: bool) -> None:
+        self.held = held
+        self.released = False
+
+    def acquire(self) -> bool:
+        return self.held
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_only_the_leader_runs_projectors_and_a_follower_takes_over(engine: Engine) -> None:
+    write_patients(engine, 3)
+    leader_rec, follower_rec = Recorder(), Recorder()
+    leader_lease, follower_lease = Lease(True), Lease(False)
+    leader = ProjectorRunner(
+        engine.change_feed, [leader_rec], poll_seconds=0.01, leadership=leader_lease
+    )
+    follower = ProjectorRunner(
+        engine.change_feed, [follower_rec], poll_seconds=0.01, leadership=follower_lease
+    )
+    follower.start()
+    leader.start()
+    try:
+        deadline = time.monotonic() + 5
+        while leader.lag()["recorder"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert leader_rec.seen == [1, 2, 3] and follower_rec.seen == []
+        leader.stop()  # the leader goes away: the follower takes over from the saved cursor
+        assert leader_lease.released
+        write_patients(engine, 2, start=3)
+        follower_lease.held = True
+        while follower.lag()["recorder"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert follower_rec.seen == [4, 5], "resumes after the leader's cursor, nothing twice"
+    finally:
+        leader.stop()
+        follower.stop()
+
+
+def test_a_failing_leadership_check_means_not_leading(engine: Engine) -> None:
+    class Broken:
+        def acquire(self) -> bool:
+            raise ConnectionError("store unreachable")
+
+        def release(self) -> None:
+            raise ConnectionError("store unreachable")
+
+    runner = ProjectorRunner(engine.change_feed, [Recorder()], leadership=Broken())
+    assert runner.leading() is False
+    runner.stop()  # releasing fails quietly: the store drops the lease with the connection

@@ -1,0 +1,104 @@
+"""Writing search index entries (``hub.search.model``) into the ``idx_*`` tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from adapters.postgres._db import Database
+from hub.search.matching import DATE_MAX, DATE_MIN, fold
+from hub.search.model import (
+    DateEntry,
+    IndexEntry,
+    NumberEntry,
+    QuantityEntry,
+    ReferenceEntry,
+    StringEntry,
+    TokenEntry,
+    UriEntry,
+)
+
+TABLES = (
+    "idx_token",
+    "idx_string",
+    "idx_date",
+    "idx_number",
+    "idx_quantity",
+    "idx_reference",
+    "idx_uri",
+)
+_COLUMNS = {
+    "idx_token": "system, code, text_norm, type_system, type_code",
+    "idx_string": "value, norm",
+    "idx_date": "low, high",
+    "idx_number": "value, low, high",
+    "idx_quantity": "value, low, high, system, code, unit",
+    "idx_reference": "target_type, target_id, url, version, identifier_system, identifier_value",
+    "idx_uri": "value",
+}
+_INSERT = {
+    t: f"INSERT INTO {t} (res_pk, pid, ord, {cols}, grp, comp) VALUES"
+    f" ({', '.join(['%s'] * (len(cols.split(',')) + 5))})"
+    for t, cols in _COLUMNS.items()
+}
+# One round trip: every table probed by its primary key.
+_CLEAR = (
+    "WITH "
+    + ", ".join(f"d{i} AS (DELETE FROM {t} WHERE res_pk = %(pk)s)" for i, t in enumerate(TABLES))
+    + " SELECT 1"
+)
+
+Row = tuple[object, ...]
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+def write_index(
+    db: Database, conn: Conn, res_pk: int, resource_type: str, entries: Sequence[IndexEntry]
+) -> None:
+    """Insert ``entries`` for resource ``res_pk`` (its previous rows must be gone)."""
+    rows: dict[str, list[Row]] = {}
+    for e in entries:
+        pid = db.pid_for_write(resource_type, e.param)
+        if isinstance(e, TokenEntry):
+            table = "idx_token"
+            text = fold(e.text) if e.text else None
+            row: Row = (e.system, e.code, text, e.type_system, e.type_code)
+        elif isinstance(e, StringEntry):
+            table, row = "idx_string", (e.value, fold(e.value))
+        elif isinstance(e, DateEntry):
+            low = DATE_MIN if e.low is None else e.low
+            high = DATE_MAX if e.high is None else e.high
+            table, row = "idx_date", (low, high)
+        elif isinstance(e, NumberEntry):
+            table, row = "idx_number", (e.value, e.low, e.high)
+        elif isinstance(e, QuantityEntry):
+            table = "idx_quantity"
+            row = (e.value, e.low, e.high, e.system, e.code, e.unit)
+        elif isinstance(e, ReferenceEntry):
+            table = "idx_reference"
+            row = (
+                e.target_type,
+                e.target_id,
+                e.url,
+                e.version,
+                e.identifier_system,
+                e.identifier_value,
+            )
+        elif isinstance(e, UriEntry):
+            table, row = "idx_uri", (e.value,)
+        else:  # pragma: no cover - exhaustive over IndexEntry
+            raise TypeError(f"not an index entry: {e!r}")
+        bucket = rows.setdefault(table, [])
+        bucket.append((res_pk, pid, len(bucket), *row, e.group, e.component))
+    if not rows:
+        return
+    with conn.cursor() as cur:
+        for table, batch in rows.items():
+            cur.executemany(_INSERT[table], batch)
+
+
+def clear_index(conn: Conn, res_pk: int) -> None:
+    """Remove every index row of resource ``res_pk``."""
+    conn.execute(_CLEAR, {"pk": res_pk})

@@ -1,0 +1,163 @@
+"""The PostgreSQL schema, version 1 (``schema_info.version``), created when an engine opens.
+
+    resource       one row per (type, id): current version number, whether it is deleted.
+    version        every version (FHIR R4 http.html#history): the exact served JSON bytes, NULL for
+                   a tombstone. Bytes rather than JSONB: JSONB reorders keys and respaces, and
+                   ``StoredResource.data`` must be the bytes written; searches use the index tables.
+    change         the change feed; ``seq`` is drawn from ``change_seq`` under a transaction-level
+                   advisory lock taken just before commit, so it increases in commit order.
+    cursor         each projector's last processed seq.
+    type_count     live resources per type, updated under the same lock (no hot-row waits).
+    param          (resource type, parameter name) -> pid, a hash of both (``_db.param_id``), so
+                   any process computes it without a lookup; rows only answer "which types have
+                   this parameter" (system-level searches, ``_revinclude=T:*``).
+    idx_*          search index entries (``hub.search.model``), keyed (res_pk, pid, ord), with value
+                   indexes led by pid. Unbounded text is indexed as ``left(col, 200)`` so no index
+                   row can outgrow a btree page; queries compare that prefix, then the value.
+    dicom_*        the DICOM instance index (``dicom_store``).
+
+Every text column is ``COLLATE "C"``: byte order, as SQLite sorts, and prefix ranges work on
+any database locale. Dates are ms since the epoch (UTC); open range ends are -2^62 / 2^62.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+KEY = 200  # characters of a long text value that its index holds
+
+_T = 'text COLLATE "C"'
+
+STATEMENTS: tuple[str, ...] = (
+    f"""CREATE TABLE resource (
+        pk              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        res_type        {_T} NOT NULL,
+        res_id          {_T} NOT NULL,
+        version         integer NOT NULL,
+        last_updated_ms bigint  NOT NULL,
+        deleted         boolean NOT NULL DEFAULT false,
+        UNIQUE (res_type, res_id)
+    )""",
+    "CREATE INDEX resource_live_updated ON resource (res_type, last_updated_ms) WHERE NOT deleted",
+    f"CREATE TABLE type_count (res_type {_T} PRIMARY KEY, live bigint NOT NULL)",
+    f"""CREATE TABLE version (
+        vid             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        res_pk          bigint  NOT NULL REFERENCES resource (pk),
+        res_type        {_T} NOT NULL,
+        version         integer NOT NULL,
+        last_updated    text    NOT NULL,
+        last_updated_ms bigint  NOT NULL,
+        method          text    NOT NULL,
+        data            bytea,
+        UNIQUE (res_pk, version)
+    )""",
+    "CREATE INDEX version_type ON version (res_type, vid)",
+    "CREATE SEQUENCE change_seq",
+    f"""CREATE TABLE change (
+        seq      bigint  PRIMARY KEY,
+        res_type {_T} NOT NULL,
+        res_id   {_T} NOT NULL,
+        version  integer NOT NULL,
+        op       text    NOT NULL
+    )""",
+    f"CREATE TABLE cursor (projector {_T} PRIMARY KEY, seq bigint NOT NULL)",
+    f"""CREATE TABLE param (
+        pid      bigint PRIMARY KEY,
+        res_type {_T} NOT NULL,
+        name     {_T} NOT NULL,
+        UNIQUE (res_type, name)
+    )""",
+    "CREATE INDEX param_name ON param (name)",
+    f"""CREATE TABLE idx_token (
+        res_pk bigint NOT NULL, pid bigint NOT NULL, ord integer NOT NULL,
+        system {_T}, code {_T}, text_norm {_T}, type_system {_T}, type_code {_T},
+        grp integer NOT NULL, comp integer NOT NULL,
+        PRIMARY KEY (res_pk, pid, ord)
+    )""",
+    f"CREATE INDEX idx_token_code ON idx_token (pid, left(code, {KEY}), left(system, {KEY}))",
+    f"""CREATE TABLE idx_string (
+        res_pk bigint NOT NULL, pid bigint NOT NULL, ord integer NOT NULL,
+        value {_T} NOT NULL, norm {_T} NOT NULL,
+        grp integer NOT NULL, comp integer NOT NULL,
+        PRIMARY KEY (res_pk, pid, ord)
+    )""",
+    f"CREATE INDEX idx_string_norm ON idx_string (pid, left(norm, {KEY}))",
+    """CREATE TABLE idx_date (
+        res_pk bigint NOT NULL, pid bigint NOT NULL, ord integer NOT NULL,
+        low bigint NOT NULL, high bigint NOT NULL,
+        grp integer NOT NULL, comp integer NOT NULL,
+        PRIMARY KEY (res_pk, pid, ord)
+    )""",
+    "CREATE INDEX idx_date_low ON idx_date (pid, low, high)",
+    "CREATE INDEX idx_date_high ON idx_date (pid, high, low)",
+    """CREATE TABLE idx_number (
+        res_pk bigint NOT NULL, pid bigint NOT NULL, ord integer NOT NULL,
+        value double precision NOT NULL, low double precision NOT NULL,
+        high double precision NOT NULL,
+        grp integer NOT NULL, comp integer NOT NULL,
+        PRIMARY KEY (res_pk, pid, ord)
+    )""",
+    "CREATE INDEX idx_number_value ON idx_number (pid, value)",
+    f"""CREATE TABLE idx_quantity (
+        res_pk bigint NOT NULL, pid bigint NOT NULL, ord integer NOT NULL,
+        value double precision NOT NULL, low double precision NOT NULL,
+        high double precision NOT NULL, system {_T}, code {_T}, unit {_T},
+        grp integer NOT NULL, comp integer NOT NULL,
+        PRIMARY KEY (res_pk, pid, ord)
+    )""",
+    "CREATE INDEX idx_quantity_value ON idx_quantity (pid, value)",
+    f"""CREATE TABLE idx_reference (
+        res_pk bigint NOT NULL, pid bigint NOT NULL, ord integer NOT NULL,
+        target_type {_T}, target_id {_T}, url {_T}, version {_T},
+        identifier_system {_T}, identifier_value {_T},
+        grp integer NOT NULL, comp integer NOT NULL,
+        PRIMARY KEY (res_pk, pid, ord)
+    )""",
+    "CREATE INDEX idx_reference_target ON idx_reference (pid, target_id, target_type)",
+    "CREATE INDEX idx_reference_back ON idx_reference (target_id, target_type)",
+    f"CREATE INDEX idx_reference_url ON idx_reference (pid, left(url, {KEY}))"
+    " WHERE url IS NOT NULL",
+    f"CREATE INDEX idx_reference_identifier ON idx_reference (pid, left(identifier_value, {KEY}))"
+    " WHERE identifier_value IS NOT NULL",
+    f"""CREATE TABLE idx_uri (
+        res_pk bigint NOT NULL, pid bigint NOT NULL, ord integer NOT NULL,
+        value {_T} NOT NULL,
+        grp integer NOT NULL, comp integer NOT NULL,
+        PRIMARY KEY (res_pk, pid, ord)
+    )""",
+    f"CREATE INDEX idx_uri_value ON idx_uri (pid, left(value, {KEY}))",
+    # The DICOM instance index (hub.ports.DicomInstanceStore).
+    f"""CREATE TABLE dicom_instance (
+        sop_uid    {_T} PRIMARY KEY,
+        study_uid  {_T} NOT NULL,
+        series_uid {_T} NOT NULL,
+        sop_class  {_T} NOT NULL,
+        ts_uid     {_T} NOT NULL,
+        blob_key   text    NOT NULL,
+        sha256     text    NOT NULL,
+        size       bigint  NOT NULL,
+        version    integer NOT NULL,
+        received   text    NOT NULL,
+        source     text    NOT NULL,
+        summary    bytea   NOT NULL
+    )""",
+    "CREATE INDEX dicom_instance_study ON dicom_instance (study_uid)",
+    f"""CREATE TABLE dicom_instance_version (
+        sop_uid  {_T} NOT NULL,
+        version  integer NOT NULL,
+        blob_key text    NOT NULL,
+        sha256   text    NOT NULL,
+        size     bigint  NOT NULL,
+        received text    NOT NULL,
+        source   text    NOT NULL,
+        PRIMARY KEY (sop_uid, version)
+    )""",
+    "CREATE SEQUENCE dicom_generation",
+    f"""CREATE TABLE dicom_study_pending (
+        study_uid       {_T} PRIMARY KEY,
+        generation      bigint  NOT NULL,
+        quiet_since_ms  bigint  NOT NULL,
+        flush_requested boolean NOT NULL DEFAULT false,
+        replacements    bytea
+    )""",
+    "CREATE INDEX dicom_study_pending_quiet ON dicom_study_pending (quiet_since_ms)",
+)
