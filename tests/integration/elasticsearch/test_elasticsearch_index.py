@@ -300,11 +300,14 @@ def test_bad_searches_are_refused(index: ElasticsearchSearchIndex) -> None:
 
 
 def test_a_document_elasticsearch_refuses_is_a_hub_error(index: ElasticsearchSearchIndex) -> None:
-    # not a number Elasticsearch can store: refused (400), not retried as if it were busy
+    # a write Elasticsearch refuses (an index blocked for writes: 403 per item), not retried as
+    # if it were busy
     index.apply([(("Observation", "a"), [NumberEntry("x", 1.0, 0.5, 1.5)], STAMP)])
+    index.client.indices.put_settings(
+        index=index.alias("Observation"), settings={"index.blocks.write": True}
+    )
     started = time.monotonic()
     with pytest.raises(HubError) as caught:
-        inf = float("inf")
-        index.apply([(("Observation", "b"), [NumberEntry("x", inf, inf, inf)], STAMP)])
+        index.apply([(("Observation", "b"), [NumberEntry("x", 2.0, 1.5, 2.5)], STAMP)])
     assert not isinstance(caught.value, OutOfResources)
     assert time.monotonic() - started < 5
