@@ -31,7 +31,9 @@ class Projector(Protocol):
     """A projector may also have time-based work (e.g. debounced aggregation): an optional
     ``tick() -> float | None`` is called after every batch and every wake-up and returns the
     seconds until it wants to be called again; an optional ``flush()`` does all deferred work
-    now (``ProjectorRunner.catch_up`` calls it)."""
+    now (``ProjectorRunner.catch_up`` calls it); an optional ``settle()`` is called once the
+    projector has reached the end of the feed, before that last cursor is saved (so a lag of 0
+    means settled: e.g. an asynchronous index has made its batches searchable)."""
 
     name: str
 
@@ -47,6 +49,13 @@ class SearchIndexProjector:
     def __init__(self, repository: Repository, index: SearchIndex) -> None:
         self.repository = repository
         self.index = index
+
+    def settle(self) -> None:
+        """Make what was applied searchable (the index's ``refresh``, where it has one): done
+        once the feed is drained rather than per batch, which costs bulk indexing ~40%."""
+        refresh = getattr(self.index, "refresh", None)
+        if refresh is not None:
+            refresh()
 
     def handle(self, changes: Sequence[Change]) -> None:
         keys = list(  # other records (DICOM instances) are not FHIR resources
@@ -88,6 +97,7 @@ class ProjectorRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._unsettled: set[str] = set()  # handled a full batch, not yet settled
         self.errors: dict[str, str] = {}
 
     def notify(self) -> None:
@@ -98,9 +108,19 @@ class ProjectorRunner:
         """Handle one batch; returns the number of changes handled."""
         cursor = self.feed.cursor(projector.name)
         changes = self.feed.read_since(cursor, self.batch_size)
+        settle = getattr(projector, "settle", None)
         if not changes:
+            if settle is not None and projector.name in self._unsettled:
+                settle()
+                self._unsettled.discard(projector.name)
             return 0
         projector.handle(changes)
+        if settle is not None:
+            if len(changes) < self.batch_size:  # the end of the feed
+                settle()
+                self._unsettled.discard(projector.name)
+            else:
+                self._unsettled.add(projector.name)
         self.feed.set_cursor(projector.name, changes[-1].seq)
         return len(changes)
 

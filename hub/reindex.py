@@ -88,4 +88,5 @@ def reindex(
             projector.handle(mine)
         replayed += len(mine)
         start = changes[-1].seq
+    projector.settle()
     return walked, replayed

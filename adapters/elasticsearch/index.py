@@ -211,8 +211,8 @@ class ElasticsearchSearchIndex:
         API: index/delete by ``_id``, so applying a batch again changes nothing. Items refused
         with 429/5xx and connection failures are retried with exponential back-off; if they
         still fail, ``OutOfResources`` is raised and the projector retries the batch later.
-        Each bulk request refreshes the shards it touched (``refresh=true``), so once the
-        projector's lag is 0 every change is searchable, as with the engine's own index."""
+        ``refresh`` makes the batches searchable: the projector calls it once it has drained
+        the change feed (``SearchIndexProjector.settle``), so a lag of 0 means searchable."""
         actions: list[Action] = []
         for (resource_type, id), entries, last_updated in updates:
             alias = self.alias(resource_type)
@@ -222,9 +222,9 @@ class ElasticsearchSearchIndex:
                 self._ensure(resource_type)
                 doc = document((resource_type, id), entries, last_updated)
                 actions.append(({"index": {"_index": alias, "_id": id}}, doc))
-        self._bulk(actions, refresh=True)
+        self._bulk(actions)
 
-    def _bulk(self, actions: list[Action], *, refresh: bool = False) -> None:
+    def _bulk(self, actions: list[Action]) -> None:
         pending = actions
         delay = self._backoff
         failure: Exception | None = None
@@ -241,7 +241,7 @@ class ElasticsearchSearchIndex:
                     operations.append(orjson.dumps(doc))
             try:
                 # the client's NDJSON serializer passes bytes lines through (not in its stubs)
-                response = self.client.bulk(operations=cast(Any, operations), refresh=refresh)
+                response = self.client.bulk(operations=cast(Any, operations))
             except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
                 failure = exc
                 continue

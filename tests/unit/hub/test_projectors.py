@@ -210,3 +210,37 @@ def test_a_failing_leadership_check_means_not_leading(engine: Engine) -> None:
     runner = ProjectorRunner(engine.change_feed, [Recorder()], leadership=Broken())
     assert runner.leading() is False
     runner.stop()  # releasing fails quietly: the store drops the lease with the connection
+
+
+class Settling(Recorder):
+    """Counts ``settle`` calls and what it had seen at each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settled_at: list[int] = []
+
+    def settle(self) -> None:
+        self.settled_at.append(len(self.seen))
+
+
+@pytest.mark.parametrize(("written", "settled_at"), [(7, [7]), (6, [6]), (2, [2])])
+def test_settle_once_the_feed_is_drained_before_the_cursor_moves(
+    engine: Engine, written: int, settled_at: list[int]
+) -> None:
+    write_patients(engine, written)
+    projector = Settling()
+    runner = ProjectorRunner(engine.change_feed, [projector], batch_size=3)
+    original = projector.settle
+
+    def settle_sees_the_old_cursor() -> None:
+        assert engine.change_feed.cursor("recorder") < written, "settled after the cursor moved"
+        original()
+
+    projector.settle = settle_sees_the_old_cursor  # type: ignore[method-assign]
+    if written % 3 == 0:  # a full last batch: settled on the next, empty, read
+        projector.settle = original  # type: ignore[method-assign]
+    runner.catch_up()
+    assert projector.seen == list(range(1, written + 1))
+    assert projector.settled_at == settled_at
+    runner.catch_up()  # nothing new: no second settle
+    assert projector.settled_at == settled_at
