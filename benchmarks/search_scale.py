@@ -95,7 +95,8 @@ def _month_window(started: str) -> Params:
 
 
 def _finding(sample: StudySample) -> str:
-    """A distinctive word of the report, else a common finding (never an empty search)."""
+    """A distinctive word of the report's impression (in its text/plain attachment too), else a
+    common finding (never an empty search)."""
     text = sample.impression.lower()
     return next((w for w in FINDING_WORDS if w in text), "fracture")
 
@@ -128,7 +129,7 @@ QUERIES: tuple[QuerySpec, ...] = (
     QuerySpec(
         "report full-text",
         "DocumentReference",
-        lambda s: [("description:contains", _finding(s))],
+        lambda s: [("_content", _finding(s))],
         fulltext=True,
     ),
     QuerySpec(
@@ -153,7 +154,8 @@ QUERIES: tuple[QuerySpec, ...] = (
 
 
 def fulltext_support() -> dict[str, str]:
-    """Whether the parser serves ``_content``/``_text`` (search.html#content): said, not faked."""
+    """Whether the parser serves ``_content``/``_text`` (search.html#content, word prefix search
+    over an index of words, hub/search/words.py): said, not faked."""
     out = {}
     for name in ("_content", "_text"):
         try:

@@ -4,8 +4,9 @@ population.
 Patients have a Zipf-like number of studies (Pareto, alpha 1.3: most have one or two, a few have
 hundreds), spread over ten years (2015-2024). Each study comes with the order it answers
 (``ServiceRequest`` with placer and accession identifiers) and its report (``DocumentReference``
-with type, category, a description holding the impression, an attachment title, and
-``context.related`` pointing at the study). Modalities follow an enterprise mix (CR/DX/CT/US/MR
+with type, category, a description holding the impression, the PDF's attachment title, the report
+itself as an inline ``text/plain`` attachment for full-text search, and ``context.related``
+pointing at the study). Modalities follow an enterprise mix (CR/DX/CT/US/MR
 most, then MG, XA, NM, PT, SM, XC, OP, ES); PET and some NM studies also carry a CT series. Body
 sites are the SNOMED CT codings PixelHub's own DICOM mapping uses (``mappings.dicom_bodysite``).
 Studies list their series, not their instances (``numberOfInstances`` is set).
@@ -15,6 +16,7 @@ Same seed, same resources, in the same order: every engine loads identical data.
 
 from __future__ import annotations
 
+import base64
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,7 +86,8 @@ EXAMS: dict[str, tuple[tuple[str, str, tuple[int, int]], ...]] = {
     "ES": (("COLON", "Colonoscopy", (1, 2)), ("STOMACH", "Upper GI endoscopy", (1, 2))),
 }  # fmt: skip
 
-# Report impressions: (weight, text). Words like "pneumothorax" drive the full-text query.
+# Report impressions: (weight, text). Words like "pneumothorax" drive the full-text query
+# (``_content``, which reads the description and the inline text report).
 IMPRESSIONS: tuple[tuple[float, str], ...] = (
     (40, "No acute abnormality."), (12, "Degenerative changes, unchanged from prior."),
     (6, "Small pulmonary nodule, follow-up recommended."), (5, "Nondisplaced fracture."),
@@ -124,6 +127,17 @@ GIVENS = (
     "Kira", "Liam", "Maria", "Noah", "Olga", "Pedro", "Quinn", "Rosa", "Sven", "Talia",
 )  # fmt: skip
 PHYSICIANS = tuple(f"{f}^{g}" for f in FAMILIES[:8] for g in GIVENS[:5])
+
+
+def report_text(modality: str, description: str, impression: str) -> str:
+    """The dictated report, short and plain (no random draw: the data stream stays the same)."""
+    return (
+        f"EXAMINATION: {description}.\n"
+        f"TECHNIQUE: Standard departmental {modality} protocol.\n"
+        "COMPARISON: Prior imaging reviewed where available.\n"
+        f"IMPRESSION: {impression}\n"
+        "Electronically signed by the reporting radiologist.\n"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +387,18 @@ class Population:
                         "title": f"{description} report",
                         "creation": reported,
                     }
-                }
+                },
+                {
+                    "attachment": {
+                        "contentType": "text/plain; charset=utf-8",
+                        "language": "en",
+                        "data": base64.b64encode(
+                            report_text(modality, description, impression).encode()
+                        ).decode(),
+                        "title": f"{description} report (text)",
+                        "creation": reported,
+                    }
+                },
             ],
             "context": {"related": [{"reference": f"ImagingStudy/{ids['study']}"}]},
         }

@@ -10,19 +10,33 @@ indexed by the engines from the resource row.
 Composite parameters (search.html#composite) emit, per node of their base expression, the
 cartesian product of their components' values, each combination under a fresh ``group``.
 
+Full-text parameters (search.html#content, #text; ``TEXT_PARAMS`` of the registry) are indexed as
+one ``StringEntry`` per distinct folded word (``hub.search.words``), so every engine answers them
+with its ordinary string starts-with. ``_content`` reads the human-readable text of the resource:
+every ``display``, ``text``, ``description``, ``title``, ``conclusion``, ``comment``, ``name``
+(HumanName ``family``/``given``/``text`` too), ``alias``, ``summary`` and ``valueString``, the
+narrative with its tags stripped, and the inline ``data`` of a ``text/*`` attachment (a plain text
+report of a DiagnosticReport or DocumentReference; at most ``MAX_ATTACHMENT_BYTES`` read); not
+codes, systems, identifiers, references, URLs, dates, ``meta``, extensions, contained resources or
+other data. ``_text`` reads the narrative only. Caps: ``hub.search.words``.
+
 ``date_range``, ``number_range`` and ``split_reference`` are public: the query parser reads search
 values with the same rules. Pure and fast: plain dicts in, frozen entries out; no pydantic here.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import functools
+import html
 import itertools
 import math
 import re
 import weakref
 from calendar import isleap, monthrange
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -42,10 +56,12 @@ from hub.search.model import (
 )
 from hub.search.registry import (
     ROW_PARAMS,
+    TEXT_PARAMS,
     SearchParameterDef,
     SearchParameterRegistry,
     default_registry,
 )
+from hub.search.words import MAX_TEXT_CHARS, distinct_words
 
 __all__ = ["date_range", "extract_index_entries", "number_range", "split_reference"]
 
@@ -349,6 +365,93 @@ def _uri(param: str, v: Any, t: str | None, out: list[_Raw]) -> None:
         out.append((UriEntry, param, v))
 
 
+# -- full-text words (search.html#content, #text) --------------------------------------------------
+
+MAX_ATTACHMENT_BYTES = 65_536  # read from the inline data of one text attachment
+_TEXT_KEYS = frozenset(
+    "display text description title conclusion comment name family given alias summary"
+    " valueString".split()
+)
+_SKIPPED_KEYS = frozenset({"meta", "extension", "modifierExtension", "contained"})
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def _narrative(div: str) -> str:
+    """The text of an XHTML narrative (narrative.html): tags dropped, entities decoded."""
+    return html.unescape(_TAG.sub(" ", div[:MAX_TEXT_CHARS]))
+
+
+def _attachment_text(node: dict[str, Any]) -> str | None:
+    """The inline ``data`` of a ``text/*`` Attachment (or Binary) as text, its first
+    ``MAX_ATTACHMENT_BYTES`` decoded with the ``charset`` it names (UTF-8 by default)."""
+    content_type, data = node.get("contentType"), node.get("data")
+    if type(content_type) is not str or type(data) is not str:
+        return None
+    media, *options = (part.strip().lower() for part in content_type.split(";"))
+    if not media.startswith("text/"):
+        return None
+    chunk = _SPACE.sub("", data[: MAX_ATTACHMENT_BYTES // 3 * 4 + 4096])
+    if len(chunk) > MAX_ATTACHMENT_BYTES // 3 * 4:  # cut at a 4-character group
+        chunk = chunk[: MAX_ATTACHMENT_BYTES // 3 * 4]
+    try:
+        raw = base64.b64decode(chunk, validate=True)
+    except (binascii.Error, ValueError):  # not base64: nothing to read
+        return None
+    charset = next((o[8:].strip('"') for o in options if o.startswith("charset=")), "utf-8")
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        charset = "utf-8"
+    text = raw.decode(charset, errors="replace")
+    return _narrative(text) if media in ("text/html", "text/xml") else text
+
+
+def _content_texts(resource: Any) -> Iterator[str]:
+    """The human-readable texts of a resource, in document order (depth first)."""
+    stack: list[Any] = [resource]
+    while stack:
+        node = stack.pop()
+        if type(node) is list:
+            stack.extend(reversed(node))
+            continue
+        if type(node) is not dict:
+            continue
+        attachment = _attachment_text(node)
+        if attachment is not None:
+            yield attachment
+        children: list[Any] = []
+        for key, value in node.items():
+            if key in _SKIPPED_KEYS:
+                continue
+            if key == "div" and type(value) is str:
+                yield _narrative(value)
+            elif key in _TEXT_KEYS and type(value) is str:
+                yield value
+            elif key in _TEXT_KEYS and type(value) is list:
+                children.extend(x for x in value if type(x) is not str)
+                yield from (x for x in value if type(x) is str)
+            elif type(value) is dict or type(value) is list:
+                children.append(value)
+        stack.extend(reversed(children))
+
+
+def content_words(resource: Any) -> list[str]:
+    """The words ``_content`` indexes for a resource (search.html#content)."""
+    return distinct_words(_content_texts(resource))
+
+
+def narrative_words(div: Any) -> list[str]:
+    """The words ``_text`` indexes for a narrative's ``div`` (search.html#text)."""
+    return distinct_words([_narrative(div)]) if type(div) is str else []
+
+
+_WORD_SOURCES: dict[str, Callable[[Any], list[str]]] = {
+    "_content": content_words,
+    "_text": narrative_words,
+}
+assert set(_WORD_SOURCES) == TEXT_PARAMS
+
 _CONVERTERS: dict[ParamType, _Converter] = {
     "token": _token,
     "string": _string,
@@ -382,15 +485,26 @@ class _Composite:
     components: tuple[tuple[_Converter, Expression], ...]
 
 
-_Plan = tuple[tuple[_Plain, ...], tuple[_Composite, ...]]
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """A full-text parameter: its expression finds the node whose words ``words`` lists."""
+
+    code: str
+    expression: Callable[[list[Item]], list[Item]]
+    words: Callable[[Any], list[str]]
+
+
+_Plan = tuple[tuple[_Plain, ...], tuple[_Composite, ...], tuple[_Words, ...]]
 _PLANS: weakref.WeakKeyDictionary[SearchParameterRegistry, dict[str, _Plan]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _compile(d: SearchParameterDef, resource_type: str) -> _Plain | _Composite | None:
+def _compile(d: SearchParameterDef, resource_type: str) -> _Plain | _Composite | _Words | None:
     try:
         expression = compile_expression(d.expression, resource_type)
+        if d.code in TEXT_PARAMS:
+            return _Words(d.code, expression.run, _WORD_SOURCES[d.code])
         if d.type != "composite":
             convert = _CONVERTERS.get(d.type)
             return None if convert is None else (d.code, expression.run, convert)
@@ -416,11 +530,12 @@ def _plan(registry: SearchParameterRegistry, resource_type: str) -> _Plan:
     if plan is None:
         defs = [d for d in registry.for_type(resource_type) if d.code not in ROW_PARAMS]
         if not defs:
-            return (), ()  # not a served type: nothing to cache
+            return (), (), ()  # not a served type: nothing to cache
         compiled = [_compile(d, resource_type) for d in defs]
         plain = tuple(c for c in compiled if isinstance(c, tuple))
         composites = tuple(c for c in compiled if isinstance(c, _Composite))
-        plan = by_type[resource_type] = (plain, composites)
+        words = tuple(c for c in compiled if isinstance(c, _Words))
+        plan = by_type[resource_type] = (plain, composites, words)
     return plan
 
 
@@ -456,13 +571,17 @@ def extract_index_entries(
     resource_type = resource.get("resourceType")
     if type(resource_type) is not str:
         return []
-    plain, composites = _plan(registry or default_registry(), resource_type)
+    plain, composites, texts = _plan(registry or default_registry(), resource_type)
     raw: list[_Raw] = []
     context: list[Item] = [(resource, None)]
     for code, run, convert in plain:
         for v, t in run(context):
             convert(code, v, t, raw)
     entries: list[IndexEntry] = [_entry(e) for e in dict.fromkeys(raw)]
+    for text in texts:  # many words, rarely shared: built directly, not through the cache
+        found = text.expression(context)
+        if found:
+            entries.extend(StringEntry(text.code, w) for w in text.words(found[0][0]))
     group = 0
     for p in composites:
         group = _composite(p, resource, entries, group)

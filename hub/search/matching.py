@@ -1,15 +1,14 @@
 """Dialect-neutral matching rules shared by the SQL search engines (FHIR R4 search.html).
 
-Pure: string folding (#string), the prefix tests of dates over stored ranges (#prefix, #date)
-and of numbers and quantities over stored points (#number, #quantity), as small expressions
-(``RangeTest``) an engine renders into its own SQL with ``to_sql``; and the FHIR ``instant``
-text of stored times (datatypes.html#instant).
+Pure: string folding (#string; ``fold`` lives in ``hub.search.words``), the prefix tests of dates
+over stored ranges (#prefix, #date) and of numbers and quantities over stored points (#number,
+#quantity), as small expressions (``RangeTest``) an engine renders into its own SQL with
+``to_sql``; and the FHIR ``instant`` text of stored times (datatypes.html#instant).
 """
 
 from __future__ import annotations
 
 import time
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -17,6 +16,7 @@ from typing import Literal
 from hub.errors import InvalidRequest, InvalidSearch
 from hub.search.extract import date_range
 from hub.search.model import Prefix
+from hub.search.words import fold as fold  # re-exported: the engines fold with it
 
 # Above every other character: ``p <= x < p + PREFIX_TOP`` is "x starts with p".
 PREFIX_TOP = "\U0010ffff"
@@ -25,13 +25,6 @@ DATE_MIN = -(2**62)
 DATE_MAX = 2**62
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def fold(text: str) -> str:
-    """Case- and accent-insensitive form for string matching (search.html#string): NFKD,
-    combining marks dropped, casefolded."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 # ---- prefixes ---------------------------------------------------------------------------------

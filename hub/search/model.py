@@ -284,10 +284,11 @@ class HasCriterion:
 
 @dataclass(frozen=True, slots=True)
 class AnyOfCriterion:
-    """True when every criterion of at least one branch is: an OR of ANDs. No search URL spells
-    it (search.html#combining ORs only the values of one parameter); the access policy composes
-    it, e.g. a patient compartment (``subject=Patient/1`` OR ``author=Patient/1``,
-    compartmentdefinition-patient.html) or the restrictions of SMART v2 scopes
+    """True when every criterion of at least one branch is: an OR of ANDs. Search URLs spell it
+    only through ``_content``/``_text`` values of several words (``_content=right lobe,nodule``:
+    search.html#content; otherwise search.html#combining ORs only the values of one parameter);
+    the access policy composes it, e.g. a patient compartment (``subject=Patient/1`` OR
+    ``author=Patient/1``, compartmentdefinition-patient.html) or the restrictions of SMART v2 scopes
     (scopes-and-launch-context.html). No branches matches nothing; an empty branch matches all."""
 
     branches: tuple[tuple[AnyCriterion, ...], ...]

@@ -9,6 +9,7 @@ Errors, each located at the parameter name as written:
 * a malformed value, a modifier that does not apply to the parameter's type, a broken chain or
   ``_has`` -> :class:`~hub.errors.InvalidSearch` (code ``not-supported`` for features that FHIR
   defines but PixelHub does not serve, such as token ``:in``);
+* a ``_content``/``_text`` value without words, or with a modifier -> ``InvalidSearch``;
 * an unknown parameter, or an unknown modifier of a known one -> with ``strict=True``
   (``Prefer: handling=strict``) :class:`~hub.errors.UnknownSearchParameter`; otherwise the
   parameter is skipped and listed in ``SearchQuery.ignored`` (search.html#errors).
@@ -27,6 +28,7 @@ from hub.errors import HubError, InvalidSearch, Issue, UnknownResourceType, Unkn
 from hub.search.extract import date_range
 from hub.search.model import (
     AnyCriterion,
+    AnyOfCriterion,
     ChainedCriterion,
     CompositeValue,
     Criterion,
@@ -49,12 +51,20 @@ from hub.search.model import (
     TotalMode,
     UriValue,
 )
-from hub.search.registry import SERVED_TYPES, SearchParameterRegistry, default_registry
+from hub.search.registry import (
+    SERVED_TYPES,
+    TEXT_PARAMS,
+    SearchParameterRegistry,
+    default_registry,
+)
+from hub.search.words import MAX_QUERY_WORDS, distinct_words
 
 __all__ = ["parse_search"]
 
 # Parameters a system-level search accepts (search.html#all).
-_COMMON = frozenset({"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source"})
+_COMMON = frozenset(
+    {"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "_content", "_text"}
+)
 # Result parameters given at most once (search.html#return).
 _SINGLE_RESULT = frozenset({"_sort", "_count", "_offset", "_total", "_summary", "_elements"})
 _IGNORED = frozenset({"_format", "_pretty"})  # http.html#parameters: rendering only
@@ -77,7 +87,12 @@ _ALLOWED: dict[ParamType, frozenset[str]] = {
     "composite": frozenset(),
     "special": frozenset(),
 }
-_ALLOWED_ID = frozenset({"not"})  # ``_id`` is answered from the resource row
+# By name, before the type: ``_id`` is answered from the resource row; ``_content``/``_text``
+# match words, where ``:missing``, ``:exact`` and ``:contains`` have no meaning.
+_ALLOWED_BY_NAME: dict[str, frozenset[str]] = {
+    "_id": frozenset({"not"}),
+    **{name: frozenset() for name in TEXT_PARAMS},
+}
 # Defined by FHIR for the type but not served by PixelHub: a 400 ``not-supported``.
 _NOT_SUPPORTED: dict[ParamType, frozenset[str]] = {
     "token": frozenset({"in", "not-in", "above", "below"}),
@@ -128,7 +143,11 @@ def parse_search(
             elif name == "_type":
                 raise _not_supported("'_type' is not supported: search each type separately", name)
             else:
-                criteria.append(parser.param(resource_type, name, value, name))
+                criterion = parser.param(resource_type, name, value, name)
+                if isinstance(criterion, AnyOfCriterion) and len(criterion.branches) == 1:
+                    criteria.extend(criterion.branches[0])  # words of one value: a plain AND
+                else:
+                    criteria.append(criterion)
         except UnknownSearchParameter:
             if strict:
                 raise
@@ -200,7 +219,7 @@ class _Parser:
 
     def _chain_or_plain(
         self, rtype: str | None, name: str, value: str, raw: str
-    ) -> Criterion | ChainedCriterion:
+    ) -> Criterion | ChainedCriterion | AnyOfCriterion:
         head, dot, rest = name.partition(".")
         code, modifier = _split_modifier(head, raw)
         param = self._lookup(rtype, code, raw)
@@ -240,8 +259,10 @@ class _Parser:
 
     def _criterion(
         self, rtype: str | None, param: ParamRef, modifier: str | None, value: str, raw: str
-    ) -> Criterion:
+    ) -> Criterion | AnyOfCriterion:
         mod, type_filter = self._modifier(rtype, param, modifier, raw)
+        if param.name in TEXT_PARAMS:
+            return _words_criterion(param, value, raw)
         if mod == "missing":  # search.html#missing
             if value not in ("true", "false"):
                 raise InvalidSearch.at(f"'{raw}' must be 'true' or 'false', not '{value}'", raw)
@@ -271,7 +292,10 @@ class _Parser:
         if modifier not in _FHIR_MODIFIERS:
             msg = f"Unknown modifier ':{modifier}' on search parameter '{param.name}'"
             raise UnknownSearchParameter.at(msg, raw)
-        allowed = _ALLOWED_ID if param.name == "_id" else _ALLOWED[param.type]
+        allowed = _ALLOWED_BY_NAME.get(param.name, _ALLOWED[param.type])
+        if modifier not in allowed and param.name in TEXT_PARAMS:
+            msg = f"'{raw}': '{param.name}' searches words and takes no modifier (search.html#text)"
+            raise InvalidSearch.at(msg, raw)
         if modifier not in allowed:
             msg = f"'{raw}': modifier ':{modifier}' does not apply to {param.type} parameter"
             raise InvalidSearch.at(f"{msg} '{param.name}'", raw)
@@ -296,7 +320,7 @@ class _Parser:
             item = item.strip()
             code = item.removeprefix("-")
             ref = self._ref(rtype, code) if code else None
-            if ref is None or ref.type in ("composite", "special"):
+            if ref is None or ref.type in ("composite", "special") or code in TEXT_PARAMS:
                 raise InvalidSearch.at(f"Cannot sort by '{item}' in _sort='{value}'", "_sort")
             keys.append(SortKey(ref, descending=item.startswith("-")))
         return tuple(keys)
@@ -322,6 +346,27 @@ class _Parser:
             msg = f"{name}='{value}': '{target}' is not a target of {source}.{code}"
             raise InvalidSearch.at(msg, name)
         return Include(source, ref, target, iterate=bool(mod), reverse=base == "_revinclude")
+
+
+def _words_criterion(param: ParamRef, value: str, raw: str) -> Criterion | AnyOfCriterion:
+    """``_content``/``_text`` (search.html#content, #text): each comma-separated value is split
+    into words as the index splits text (``hub.search.words``); a value matches when every one of
+    its words starts an indexed word; the values are ORed. One word: a plain string criterion."""
+    branches: list[tuple[str, ...]] = []
+    for item in _split(value, ","):
+        words = distinct_words([_unescape(item)], limit=MAX_QUERY_WORDS + 1)
+        if not words:
+            msg = f"Parameter '{raw}': '{item}' has no word of two or more letters or digits"
+            raise InvalidSearch.at(msg, raw)
+        if len(words) > MAX_QUERY_WORDS:
+            msg = f"Parameter '{raw}': '{item}' has more than {MAX_QUERY_WORDS} words"
+            raise InvalidSearch.at(msg, raw)
+        branches.append(tuple(words))
+    if all(len(words) == 1 for words in branches):
+        return Criterion(param, tuple(StringValue(words[0]) for words in branches))
+    return AnyOfCriterion(
+        tuple(tuple(Criterion(param, (StringValue(w),)) for w in words) for words in branches)
+    )
 
 
 def _split_modifier(head: str, raw: str) -> tuple[str, str | None]:

@@ -43,6 +43,21 @@ SERVED_TYPES: tuple[str, ...] = (
 
 # Answered from the resource row, not from index entries (search.html#all).
 ROW_PARAMS: dict[str, ParamType] = {"_id": "token", "_lastUpdated": "date"}
+# Full-text parameters (search.html#content, #text), served as string parameters over words:
+# ``hub.search.extract`` indexes one string entry per distinct folded word of the resource's
+# text (``_content``) or of its narrative (``_text``), and ``hub.search.query`` ANDs the words
+# of a search value. The official R4 definitions have no expression; these say what is read.
+TEXT_PARAMS: frozenset[str] = frozenset({"_content", "_text"})
+# They are served on the imaging record's own types, where descriptions, procedures, body sites
+# and report text live; not on Patient/Encounter (name and identifier searches serve those) nor
+# on AuditEvent/Provenance, whose ingest-rate indexing should not pay for words.
+FULLTEXT_TYPES: tuple[str, ...] = (
+    "ImagingStudy",
+    "DiagnosticReport",
+    "DocumentReference",
+    "Media",
+    "ServiceRequest",
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,28 @@ class SearchParameterRegistry:
         return d.ref() if d else None
 
 
+_TEXT_DEFINITIONS = tuple(
+    definition
+    for t in FULLTEXT_TYPES
+    for definition in (
+        SearchParameterDef(
+            url="http://hl7.org/fhir/SearchParameter/Resource-content",
+            base=t,
+            code="_content",
+            type="string",
+            expression=t,
+        ),
+        SearchParameterDef(
+            url="http://hl7.org/fhir/SearchParameter/DomainResource-text",
+            base=t,
+            code="_text",
+            type="string",
+            expression=f"{t}.text.div",
+        ),
+    )
+)
+
+
 def _load_definitions() -> list[SearchParameterDef]:
     raw = resources.files("conformance").joinpath("search_parameters.json").read_bytes()
     out = []
@@ -119,10 +156,11 @@ def _load_definitions() -> list[SearchParameterDef]:
                 ),
             )
         )
-    return out
+    return [*out, *_TEXT_DEFINITIONS]
 
 
 @functools.cache
 def default_registry() -> SearchParameterRegistry:
-    """The registry of the official R4 parameters for every served type (loaded once)."""
+    """The registry of the official R4 parameters for every served type, with ``_content`` and
+    ``_text`` (``TEXT_PARAMS``), loaded once."""
     return SearchParameterRegistry(_load_definitions())

@@ -1017,7 +1017,11 @@ def test_uri_values() -> None:
 
 
 def test_meta_parameters() -> None:
-    found = [e for e in extract_index_entries(PATIENT) if e.param.startswith("_")]
+    found = [
+        e
+        for e in extract_index_entries(PATIENT)
+        if e.param.startswith("_") and e.param not in ("_content", "_text")
+    ]
     assert found == [
         UriEntry("_profile", "http://hl7.org/fhir/StructureDefinition/Patient"),
         TokenEntry(
@@ -1129,6 +1133,7 @@ def test_imaging_study_entries_are_exact_and_deduplicated() -> None:
     for entry in found:
         by_param.setdefault(entry.param, []).append(entry)
     assert sorted(by_param) == [
+        "_content",
         "_tag",
         "basedon",
         "bodysite",
@@ -1167,7 +1172,11 @@ def test_imaging_study_entries_are_exact_and_deduplicated() -> None:
         ),
     ]
     assert by_param["status"] == [TokenEntry("status", None, "available")]
-    assert len(found) == 29
+    # description, subject display, reason text and display, series description and body site:
+    # no UIDs, codes, systems, references or dates
+    words = "ct head wo contrast muller anna cephalgia headache ax t2".split()
+    assert by_param["_content"] == [StringEntry("_content", w) for w in words]
+    assert len(found) == 29 + len(words)
 
 
 def test_extraction_does_not_modify_the_resource() -> None:
