@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     dicom_issuer_systems: dict[str, str] = Field(default_factory=dict)
     dicom_default_patient_system: str = "urn:pixelhub:patient-id"
     dicom_aggregation_quiet_seconds: float = Field(2.0, ge=0)
+    dicom_max_find_results: int = Field(10000, ge=1)  # C-FIND matches before 0xA700
 
     # HL7 v2 MLLP channel. Peers: "APP^FACILITY", optionally "@address"; "*" only in demo.
     hl7_allowed_peers: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -247,6 +247,47 @@ class PendingStudy:
     replacements: tuple[Replacement, ...] = ()
 
 
+QueryLevel = Literal["PATIENT", "STUDY", "SERIES", "IMAGE"]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceQuery:
+    """What a DICOM query (C-FIND, DICOM PS3.4 C.6) pushes down to the instance index: the
+    matches on indexed columns, each an "any of" list (empty = universal), and a Study Date
+    range (``YYYYMMDD``, inclusive; ``""`` = open). Everything else is matched by the caller on
+    each match's ``summary``.
+
+    The level groups the instances: PATIENT by Patient ID, STUDY by Study Instance UID, SERIES
+    by Series Instance UID, IMAGE one instance each. Only keys at the level or above it restrict
+    (a STUDY match with ``modalities`` is a study with at least one instance of them).
+    """
+
+    level: QueryLevel
+    patient_ids: tuple[str, ...] = ()
+    study_uids: tuple[str, ...] = ()
+    series_uids: tuple[str, ...] = ()
+    sop_uids: tuple[str, ...] = ()
+    accession_numbers: tuple[str, ...] = ()
+    modalities: tuple[str, ...] = ()
+    study_date_from: str = ""
+    study_date_to: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceMatch:
+    """One entity found by ``DicomInstanceStore.find``: ``key`` is its Patient ID, Study,
+    Series or SOP Instance UID; ``summary`` the header summary of one of its instances (the one
+    with the lowest SOP Instance UID); the counts and modalities cover all its instances."""
+
+    key: str
+    summary: dict[str, Any]
+    studies: int = 0
+    series: int = 0
+    instances: int = 0
+    modalities: tuple[str, ...] = ()
+    sop_classes: tuple[str, ...] = ()
+
+
 class DicomInstanceStore(Protocol):
     """The index of stored DICOM instances (their bytes live in a ``BlobStore``).
 
@@ -264,6 +305,12 @@ class DicomInstanceStore(Protocol):
     def instances_of_study(self, study_instance_uid: str) -> list[DicomInstanceRecord]: ...
 
     def count(self) -> int: ...
+
+    def find(
+        self, query: InstanceQuery, *, after: str = "", limit: int = 500
+    ) -> list[InstanceMatch]:
+        """One page of the entities matching ``query``, in ``key`` order, keys after ``after``
+        (keyset paging: pass the last key of a page to get the next)."""
 
     def request_flush(self, study_instance_uids: Sequence[str]) -> None:
         """Ask for these studies to be aggregated without waiting for the quiet period."""

@@ -47,6 +47,7 @@ USER_AUTHENTICATION = coding(DCM, "110114", "User Authentication")
 SECURITY_ALERT = coding(DCM, "110113", "Security Alert")
 NODE_AUTHENTICATION = coding(DCM, "110126", "Node Authentication")
 INSTANCES_TRANSFERRED = coding(DCM, "110104", "DICOM Instances Transferred")
+QUERY = coding(DCM, "110112", "Query")
 APPLICATION_ACTIVITY = coding(DCM, "110100", "Application Activity")
 PATIENT_RECORD = coding(DCM, "110110", "Patient Record")
 ORDER_RECORD = coding(DCM, "110109", "Order Record")
@@ -162,6 +163,24 @@ def query_entity(query: str, description: str | None = None) -> Resource:
         "type": coding(ENTITY_TYPE, "2", "System Object"),
         "role": coding(OBJECT_ROLE, "24", "Query"),
         "query": base64.b64encode(query.encode()).decode(),
+    }
+    if description:
+        entity["description"] = description
+    return entity
+
+
+def dicom_query_entity(
+    sop_class_uid: str, identifier: bytes, transfer_syntax: str, description: str | None = None
+) -> Resource:
+    """The query of a DICOM C-FIND (PS3.15 A.5.3.10 Query; BALP query entity): the SOP Class
+    queried as the entity's identity, the encoded request identifier as ``query`` (base64) and
+    the transfer syntax it is encoded in as a detail."""
+    entity: Resource = {
+        "what": {"identifier": {"system": DICOM_UID, "value": f"urn:oid:{sop_class_uid}"}},
+        "type": coding(ENTITY_TYPE, "2", "System Object"),
+        "role": coding(OBJECT_ROLE, "24", "Query"),
+        "query": base64.b64encode(identifier).decode(),
+        "detail": [{"type": "TransferSyntax", "valueString": transfer_syntax}],
     }
     if description:
         entity["description"] = description

@@ -18,6 +18,7 @@ from hub.audit import Actor, AuditTrail
 from hub.ports import DicomInstanceRecord
 from mappings.dicom_instance import InstanceSummary
 from mappings.dicom_to_patient import patient_identifiers
+from mappings.interaction_to_auditevent import QUERY, Outcome, dicom_query_entity
 
 
 @dataclass
@@ -88,3 +89,35 @@ class AssociationAudit:
                 failures=received.refused,
                 reason=received.reason,
             )
+
+    def query(
+        self,
+        title: str,
+        address: str | None,
+        *,
+        sop_class_uid: str,
+        identifier: bytes,
+        status: int,
+        matches: int,
+        reason: str = "",
+        transfer_syntax: str = "1.2.840.10008.1.2",
+    ) -> None:
+        """One C-FIND query (PS3.15 A.5.3.10 Query, action Execute): the identifier as the
+        query entity; success (also when cancelled by the SCU), minor failure for a refused
+        identifier, serious failure when we could not answer (out of resources, cut short)."""
+        outcome: Outcome
+        if status in (0x0000, 0xFE00):
+            outcome = "0"
+        elif status in (0xA700, 0xFFFF):
+            outcome = "8"
+        else:
+            outcome = "4"
+        note = f"{matches} match(es)" + (f"; 0x{status:04X} {reason}" if status else "")
+        self.trail.record(
+            Actor(title, "dicom", address=address),
+            type_=QUERY,
+            action="E",
+            outcome=outcome,
+            outcome_desc=None if outcome == "0" and status == 0 else note,
+            entities=[dicom_query_entity(sop_class_uid, identifier, transfer_syntax, note)],
+        )

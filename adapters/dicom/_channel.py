@@ -71,6 +71,7 @@ class DicomChannel:
             network_timeout=settings.dicom_network_timeout,
             ssl_context=tls,
             notify_change=context.notify_change,
+            max_find_results=settings.dicom_max_find_results,
             audit=AssociationAudit(
                 context.audit,
                 issuer_systems=settings.dicom_issuer_systems,

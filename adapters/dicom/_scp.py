@@ -38,7 +38,7 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from typing import IO, Any, BinaryIO, cast
@@ -49,7 +49,8 @@ from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RQ, DIMSEMessage
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_primitives import C_FIND, C_STORE
+from pynetdicom.dsutils import decode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.pdu_primitives import P_DATA
@@ -59,9 +60,27 @@ from pynetdicom.sop_class import register_uid, uid_to_service_class
 from pynetdicom.transport import ThreadedAssociationServer
 
 from adapters.dicom._audit import AssociationAudit
-from adapters.dicom._errors import PARSE_ERRORS, SUCCESS, DicomStoreError, store_status
+from adapters.dicom._errors import (
+    PARSE_ERRORS,
+    SUCCESS,
+    DicomStoreError,
+    comment,
+    store_status,
+)
+from adapters.dicom._find import (
+    CANCEL,
+    FIND_SOP_CLASSES,
+    OUT_OF_RESOURCES,
+    PENDING,
+    UNABLE_TO_PROCESS,
+    FindError,
+    matches,
+    parse_identifier,
+    response,
+)
 from adapters.dicom._ingest import DicomIngest, Received
 from adapters.dicom._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, file_meta
+from adapters.dicom._structure import check_structure
 from hub.errors import HubError
 from hub.peers import peer_rules
 from hub.ports import DicomInstanceStore
@@ -122,6 +141,7 @@ TRANSFER_SYNTAXES = [
 VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class (PS3.4 A.4)
 ECHO_SYNTAXES = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]
 SPOOL_THRESHOLD = 2 * 1024 * 1024
+MAX_IDENTIFIER = 64 * 1024  # a C-FIND identifier larger than this is refused (0xA700)
 
 # Non-Patient Object Storage (PS3.4 Annex GG) has no patient, study or series to index.
 NON_PATIENT_OBJECTS = frozenset(
@@ -519,8 +539,10 @@ class StorageScp:
         spool_threshold: int = SPOOL_THRESHOLD,
         notify_change: Callable[[], None] = lambda: None,
         audit: AssociationAudit | None = None,
+        max_find_results: int = 10000,
     ) -> None:
         self.ingest = ingest
+        self.max_find_results = max_find_results
         self.audit = audit
         self.store = store
         self.host = host
@@ -542,6 +564,8 @@ class StorageScp:
         for sop_class in classes:
             ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
         ae.add_supported_context(VERIFICATION, ECHO_SYNTAXES)
+        for sop_class in FIND_SOP_CLASSES:
+            ae.add_supported_context(sop_class, ECHO_SYNTAXES)
         ae.maximum_pdu_size = max_pdu
         ae.maximum_associations = max_associations
         ae.acse_timeout = acse_timeout
@@ -564,6 +588,7 @@ class StorageScp:
             (evt.EVT_REJECTED, self.handle_rejected),
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_STORE, self.handle_store),
+            (evt.EVT_C_FIND, self.handle_find),
             (evt.EVT_RELEASED, self.handle_ended),
             (evt.EVT_ABORTED, self.handle_ended),
             (evt.EVT_CONN_CLOSE, self.handle_ended),
@@ -731,6 +756,90 @@ class StorageScp:
             if isinstance(spool, _Spool):
                 spool.discard()
 
+    def handle_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+        """C-FIND (PS3.4 C.4.1.3.1, Patient/Study Root; see ``adapters.dicom._find``): each
+        match a pending response, then success; cancel, failure or the result cap end it
+        early. One audit event per query (PS3.15 A.5.3.10 Query), written before the final
+        response is sent (or when the association ends mid-answer)."""
+        request = cast(C_FIND, event.request)
+        sop_class = str(request.AffectedSOPClassUID or "")
+        state = _FindState()
+
+        def done(status: int, text: str) -> Dataset | int:
+            if self.audit is not None and not state.audited:
+                state.audited = True
+                self.audit.query(
+                    *self._calling(event.assoc),
+                    sop_class_uid=sop_class,
+                    identifier=state.raw,
+                    status=status,
+                    matches=state.sent,
+                    reason=text,
+                    transfer_syntax=str(event.context.transfer_syntax),
+                )
+            return status if status in (SUCCESS, CANCEL) else _failure(status, text)
+
+        try:
+            try:
+                raw = self._identifier_bytes(request)
+                state.raw = raw
+                syntax = event.context.transfer_syntax
+                try:
+                    check_structure(
+                        BytesIO(raw), 0, len(raw), implicit=syntax.is_implicit_VR,
+                        little=syntax.is_little_endian,
+                    )  # fmt: skip
+                    identifier = decode(
+                        BytesIO(raw), syntax.is_implicit_VR, syntax.is_little_endian,
+                        syntax.is_deflated,
+                    )  # fmt: skip
+                except Exception as exc:
+                    raise FindError(UNABLE_TO_PROCESS, f"Cannot decode identifier: {exc}") from None
+                parsed = parse_identifier(sop_class, identifier)
+                for match in matches(self.store, parsed):
+                    if event.is_cancelled:
+                        yield done(CANCEL, "cancelled by the SCU"), None
+                        return
+                    if state.sent >= self.max_find_results:
+                        text = f"More than {self.max_find_results} matches; narrow the query"
+                        yield done(OUT_OF_RESOURCES, text), None
+                        return
+                    answer = response(parsed, match, self.ae.ae_title)
+                    state.sent += 1
+                    yield PENDING, answer
+                if event.is_cancelled:
+                    yield done(CANCEL, "cancelled by the SCU"), None
+                    return
+                yield done(SUCCESS, ""), None
+            except FindError as exc:
+                log.warning(
+                    "C-FIND from %s refused 0x%04X: %s", self._peer(event.assoc), exc.status,
+                    exc.comment,
+                )  # fmt: skip
+                yield done(exc.status, exc.comment), None
+            except Exception as exc:
+                status, text = store_status(exc)
+                if status != OUT_OF_RESOURCES:
+                    status = UNABLE_TO_PROCESS
+                    log.exception("C-FIND from %s failed", self._peer(event.assoc))
+                yield done(status, text), None
+        finally:
+            done(0xFFFF, "association ended before the last response")
+
+    @staticmethod
+    def _identifier_bytes(request: C_FIND) -> bytes:
+        """The request's encoded identifier (at most ``MAX_IDENTIFIER`` bytes, else 0xA700)."""
+        spool = request.Identifier
+        raw = b""
+        if isinstance(spool, _Spool):
+            raw = spool.reader().read(MAX_IDENTIFIER + 1)
+            spool.discard()
+        elif spool is not None:
+            raw = spool.getvalue()[: MAX_IDENTIFIER + 1]
+        if len(raw) > MAX_IDENTIFIER:
+            raise FindError(OUT_OF_RESOURCES, "Identifier too large")
+        return raw
+
     def handle_ended(self, event: Event) -> None:
         """Association released, aborted or its connection closed: drop a partial transfer and
         have the association's studies aggregated now."""
@@ -748,6 +857,20 @@ class StorageScp:
             except Exception:
                 log.exception("could not flag studies for aggregation")
             self.notify_change()
+
+
+@dataclass
+class _FindState:
+    raw: bytes = b""
+    sent: int = 0
+    audited: bool = False
+
+
+def _failure(status: int, text: str) -> Dataset:
+    answer = Dataset()
+    answer.Status = status
+    answer.ErrorComment = comment(text)
+    return answer
 
 
 def _expected(exc: BaseException) -> bool:

@@ -161,3 +161,19 @@ STATEMENTS: tuple[str, ...] = (
     )""",
     "CREATE INDEX dicom_study_pending_quiet ON dicom_study_pending (quiet_since_ms)",
 )
+
+# Added after version 1, idempotent, run by ``PostgresDicomStore`` whenever it opens (so existing
+# databases gain them in place): the DICOM query keys beside the summary, and their indexes
+# (``hub.imaging.instance_rows.INDEXED_COLUMNS``), so C-FIND filters on indexes.
+DICOM_QUERY_COLUMNS: tuple[str, ...] = ("patient_id", "accession", "study_date", "modality")
+DICOM_QUERY_UPGRADE: tuple[str, ...] = (
+    *(
+        f"ALTER TABLE dicom_instance ADD COLUMN IF NOT EXISTS {name} {_T} NOT NULL DEFAULT ''"
+        for name in DICOM_QUERY_COLUMNS
+    ),
+    "CREATE INDEX IF NOT EXISTS dicom_instance_series ON dicom_instance (series_uid)",
+    "CREATE INDEX IF NOT EXISTS dicom_instance_patient ON dicom_instance (patient_id)",
+    "CREATE INDEX IF NOT EXISTS dicom_instance_accession ON dicom_instance (accession)",
+    "CREATE INDEX IF NOT EXISTS dicom_instance_study_date ON dicom_instance (study_date)",
+    "CREATE INDEX IF NOT EXISTS dicom_instance_modality ON dicom_instance (modality, study_uid)",
+)

@@ -16,14 +16,21 @@ is answered only after this commit).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from adapters.postgres._db import Database, WriteState
+from adapters.postgres._schema import DICOM_QUERY_COLUMNS, DICOM_QUERY_UPGRADE
 from hub.imaging.instance_rows import (
     CHANGE_TYPE,
     COLUMNS,
+    INDEXED_COLUMNS,
     KEPT_COLUMNS,
     PENDING_COLUMNS,
+    find_sql,
+    indexed_params,
+    instance_match,
     instance_params,
     instance_record,
     kept_params,
@@ -31,21 +38,24 @@ from hub.imaging.instance_rows import (
     stored_record,
     with_replacement,
 )
-from hub.ports import DicomInstanceRecord, PendingStudy, StoreResult
+from hub.ports import DicomInstanceRecord, InstanceMatch, InstanceQuery, PendingStudy, StoreResult
 from hub.search.matching import format_ms, now_ms
 
 if TYPE_CHECKING:
     from hub.ports import DicomInstanceStore
 
+_UPGRADE_LOCK = 0x5049584844434D51  # pg_advisory_xact_lock key of the query-column upgrade
 _SELECT = f"SELECT {COLUMNS} FROM dicom_instance"
 _UPSERT = (
-    f"INSERT INTO dicom_instance ({COLUMNS}) VALUES"
-    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f"INSERT INTO dicom_instance ({COLUMNS}, {INDEXED_COLUMNS}) VALUES"
+    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (sop_uid) DO UPDATE SET study_uid = excluded.study_uid,"
     " series_uid = excluded.series_uid, sop_class = excluded.sop_class,"
     " ts_uid = excluded.ts_uid, blob_key = excluded.blob_key, sha256 = excluded.sha256,"
     " size = excluded.size, version = excluded.version, received = excluded.received,"
-    " source = excluded.source, summary = excluded.summary"
+    " source = excluded.source, summary = excluded.summary,"
+    " patient_id = excluded.patient_id, accession = excluded.accession,"
+    " study_date = excluded.study_date, modality = excluded.modality"
 )
 _KEEP_OLD = (
     "INSERT INTO dicom_instance_version"
@@ -67,6 +77,36 @@ class PostgresDicomStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """The query-key columns and indexes (``DICOM_QUERY_UPGRADE``), added in place to a
+        database made before them, and filled from each row's summary; one process at a time."""
+        with self._db.write() as state:
+            conn = state.conn
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_UPGRADE_LOCK,))
+            present = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_name = 'dicom_instance' AND table_schema = current_schema()"
+                ).fetchall()
+            }
+            missing = [name for name in DICOM_QUERY_COLUMNS if name not in present]
+            for statement in DICOM_QUERY_UPGRADE:
+                conn.execute(statement)
+            if missing:
+                rows = conn.execute("SELECT sop_uid, summary FROM dicom_instance").fetchall()
+                params: list[tuple[Any, ...]] = [
+                    (*indexed_params(orjson.loads(summary)), sop) for sop, summary in rows
+                ]
+                if params:
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            "UPDATE dicom_instance SET patient_id = %s, accession = %s,"
+                            " study_date = %s, modality = %s WHERE sop_uid = %s",
+                            params,
+                        )
 
     # ------------------------------------------------------------------ writes
 
@@ -86,7 +126,9 @@ class PostgresDicomStore:
         ms = now_ms()
         received = format_ms(ms)
         version = 1 if previous is None else previous.version + 1
-        conn.execute(_UPSERT, instance_params(record, version, received))
+        conn.execute(
+            _UPSERT, instance_params(record, version, received) + indexed_params(record.summary)
+        )
         replacements: bytes | None = None
         if previous is not None:
             conn.execute(_KEEP_OLD, kept_params(previous))
@@ -144,6 +186,16 @@ class PostgresDicomStore:
         with self._db.connection() as conn:
             row = conn.execute("SELECT count(*) FROM dicom_instance").fetchone()
         return 0 if row is None else int(row[0])
+
+    def find(
+        self, query: InstanceQuery, *, after: str = "", limit: int = 500
+    ) -> list[InstanceMatch]:
+        sql, params = find_sql(
+            query, after, limit, p="%s", distinct_list="string_agg(DISTINCT {}, ',')"
+        )
+        with self._db.connection() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [instance_match(row) for row in rows]
 
     def pending_studies(self, limit: int = 1000) -> list[PendingStudy]:
         with self._db.connection() as conn:

@@ -24,14 +24,22 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import orjson
+
 from adapters.sqlite._db import Database
 from adapters.sqlite._errors import sqlite_errors
 from adapters.sqlite._time import format_ms, now_ms
 from hub.imaging.instance_rows import (
     CHANGE_TYPE,
     COLUMNS,
+    INDEXED_COLUMNS,
+    INDEXED_NAMES,
+    INDEXES,
     KEPT_COLUMNS,
     PENDING_COLUMNS,
+    find_sql,
+    indexed_params,
+    instance_match,
     instance_params,
     instance_record,
     kept_params,
@@ -39,7 +47,7 @@ from hub.imaging.instance_rows import (
     stored_record,
     with_replacement,
 )
-from hub.ports import DicomInstanceRecord, PendingStudy, StoreResult
+from hub.ports import DicomInstanceRecord, InstanceMatch, InstanceQuery, PendingStudy, StoreResult
 
 if TYPE_CHECKING:
     from hub.ports import DicomInstanceStore
@@ -81,12 +89,15 @@ DDL = (
 
 _SELECT = f"SELECT {COLUMNS} FROM dicom_instance"
 _UPSERT = (
-    f"INSERT INTO dicom_instance ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO dicom_instance ({COLUMNS}, {INDEXED_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (sop_uid) DO UPDATE SET study_uid = excluded.study_uid,"
     " series_uid = excluded.series_uid, sop_class = excluded.sop_class,"
     " ts_uid = excluded.ts_uid, blob_key = excluded.blob_key, sha256 = excluded.sha256,"
     " size = excluded.size, version = excluded.version, received = excluded.received,"
-    " source = excluded.source, summary = excluded.summary"
+    " source = excluded.source, summary = excluded.summary,"
+    " patient_id = excluded.patient_id, accession = excluded.accession,"
+    " study_date = excluded.study_date, modality = excluded.modality"
 )
 _KEEP_OLD = (
     f"INSERT OR REPLACE INTO dicom_instance_version ({KEPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -98,6 +109,24 @@ _PENDING = (
     " generation = excluded.generation, quiet_since_ms = excluded.quiet_since_ms,"
     " replacements = coalesce(excluded.replacements, replacements)"
 )
+
+
+def _add_query_columns(conn: sqlite3.Connection) -> None:
+    """The query-key columns and their indexes (``INDEXED_COLUMNS``), added in place to a
+    table made before them and filled from each row's summary."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(dicom_instance)")}
+    missing = [name for name in INDEXED_NAMES if name not in present]
+    for name in missing:
+        conn.execute(f"ALTER TABLE dicom_instance ADD COLUMN {name} TEXT NOT NULL DEFAULT ''")
+    if missing:
+        rows = conn.execute("SELECT sop_uid, summary FROM dicom_instance").fetchall()
+        conn.executemany(
+            "UPDATE dicom_instance SET patient_id = ?, accession = ?, study_date = ?,"
+            " modality = ? WHERE sop_uid = ?",
+            [(*indexed_params(orjson.loads(summary)), sop) for sop, summary in rows],
+        )
+    for name, columns in INDEXES:
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON dicom_instance ({columns})")
 
 
 class _Queued:
@@ -121,6 +150,7 @@ class SqliteDicomStore:
         with db.write() as conn, sqlite_errors():
             for statement in DDL:
                 conn.execute(statement)
+            _add_query_columns(conn)
         self.batches = 0  # commits made by store(), for the benchmark and tests
 
     # ------------------------------------------------------------------ writes
@@ -168,7 +198,9 @@ class SqliteDicomStore:
             ms = now_ms()
             received = format_ms(ms)
             version = 1 if previous is None else previous.version + 1
-            conn.execute(_UPSERT, instance_params(record, version, received))
+            conn.execute(
+                _UPSERT, instance_params(record, version, received) + indexed_params(record.summary)
+            )
             replacements: bytes | None = None
             replaced = previous is not None
             if previous is not None:
@@ -232,6 +264,16 @@ class SqliteDicomStore:
         with sqlite_errors():
             row = self._db.reader().execute("SELECT count(*) FROM dicom_instance").fetchone()
         return int(row[0])
+
+    def find(
+        self, query: InstanceQuery, *, after: str = "", limit: int = 500
+    ) -> list[InstanceMatch]:
+        sql, params = find_sql(
+            query, after, limit, p="?", distinct_list="group_concat(DISTINCT {})"
+        )
+        with sqlite_errors():
+            rows = self._db.reader().execute(sql, params).fetchall()
+        return [instance_match(row) for row in rows]
 
     def pending_studies(self, limit: int = 1000) -> list[PendingStudy]:
         with sqlite_errors():

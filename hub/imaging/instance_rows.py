@@ -14,13 +14,19 @@ from typing import Any
 
 import orjson
 
-from hub.ports import DicomInstanceRecord, PendingStudy, Replacement
+from hub.ports import DicomInstanceRecord, InstanceMatch, InstanceQuery, PendingStudy, Replacement
 
 __all__ = [
     "CHANGE_TYPE",
     "COLUMNS",
+    "INDEXED_COLUMNS",
+    "INDEXED_NAMES",
+    "INDEXES",
     "KEPT_COLUMNS",
     "PENDING_COLUMNS",
+    "find_sql",
+    "indexed_params",
+    "instance_match",
     "instance_params",
     "instance_record",
     "kept_params",
@@ -37,6 +43,19 @@ COLUMNS = (
 )
 KEPT_COLUMNS = "sop_uid, version, blob_key, sha256, size, received, source"
 PENDING_COLUMNS = "study_uid, generation, quiet_since_ms, flush_requested, replacements"
+
+# Query keys (DICOM PS3.4 C.6) kept beside the summary so queries filter on indexes: written
+# with every instance (``indexed_params``), added in place to existing tables.
+INDEXED_COLUMNS = "patient_id, accession, study_date, modality"
+INDEXED_NAMES = ("patient_id", "accession", "study_date", "modality")
+INDEXES = (
+    ("dicom_instance_series", "series_uid"),
+    ("dicom_instance_patient", "patient_id"),
+    ("dicom_instance_accession", "accession"),
+    ("dicom_instance_study_date", "study_date"),
+    ("dicom_instance_modality", "modality, study_uid"),
+)
+_GROUP_KEY = {"PATIENT": "patient_id", "STUDY": "study_uid", "SERIES": "series_uid"}
 
 
 def instance_record(row: Sequence[Any]) -> DicomInstanceRecord:
@@ -139,4 +158,103 @@ def pending_study(row: Sequence[Any]) -> PendingStudy:
         quiet_since=int(ms) / 1000,
         flush_requested=bool(flush),
         replacements=tuple(_replacement(r) for r in orjson.loads(reps)) if reps else (),
+    )
+
+
+def indexed_params(summary: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The ``INDEXED_COLUMNS`` values of an instance, from its header summary."""
+    date = "".join(ch for ch in str(summary.get("study_date") or "") if ch.isdigit())[:8]
+    return (
+        str(summary.get("patient_id") or ""),
+        str(summary.get("accession_number") or ""),
+        date,
+        str(summary.get("modality") or ""),
+    )
+
+
+def _any_of(column: str, values: tuple[str, ...], p: str, params: list[object]) -> str:
+    params.extend(values)
+    return f"{column} IN ({', '.join([p] * len(values))})"
+
+
+def find_sql(
+    query: InstanceQuery, after: str, limit: int, *, p: str, distinct_list: str
+) -> tuple[str, list[object]]:
+    """The SQL (placeholder ``p``) of one ``DicomInstanceStore.find`` page. Rows:
+    ``key, summary, studies, series, instances, modalities, sop_classes`` (the last two
+    comma-joined by ``distinct_list``, a format string such as ``group_concat(DISTINCT {})``).
+
+    Filters apply to instance rows (indexed columns); a group (patient, study, series) is
+    selected when any of its instances matches, then counted over all its instances."""
+    params: list[object] = []
+    where: list[str] = []
+    for column, values in (
+        ("patient_id", query.patient_ids),
+        ("study_uid", query.study_uids),
+        ("series_uid", query.series_uids),
+        ("sop_uid", query.sop_uids),
+        ("accession", query.accession_numbers),
+        ("modality", query.modalities),
+    ):
+        if values:
+            where.append(_any_of(column, values, p, params))
+    if query.study_date_from or query.study_date_to:
+        where.append("study_date <> ''")
+    if query.study_date_from:
+        where.append(f"study_date >= {p}")
+        params.append(query.study_date_from)
+    if query.study_date_to:
+        where.append(f"study_date <= {p}")
+        params.append(query.study_date_to)
+    if query.level == "IMAGE":
+        if after:
+            where.append(f"sop_uid > {p}")
+            params.append(after)
+        params.append(max(0, limit))
+        clause = " AND ".join(where) or "1 = 1"
+        return (
+            "SELECT sop_uid, summary, 1, 1, 1, modality, sop_class FROM dicom_instance"
+            f" WHERE {clause} ORDER BY sop_uid LIMIT {p}",
+            params,
+        )
+    key = _GROUP_KEY[query.level]
+    if query.level == "PATIENT":
+        where.append("patient_id <> ''")
+    if after:
+        where.append(f"{key} > {p}")
+        params.append(after)
+    params.append(max(0, limit))
+    clause = " AND ".join(where) or "1 = 1"
+    mods = distinct_list.format("i.modality")
+    classes = distinct_list.format("i.sop_class")
+    sql = (
+        f"WITH c AS (SELECT DISTINCT {key} AS k FROM dicom_instance WHERE {clause}"
+        f" ORDER BY {key} LIMIT {p}),"
+        f" g AS (SELECT i.{key} AS k, count(DISTINCT i.study_uid) AS ns,"
+        f" count(DISTINCT i.series_uid) AS nr, count(*) AS ni, min(i.sop_uid) AS rep,"
+        f" {mods} AS mods, {classes} AS classes"
+        f" FROM dicom_instance i JOIN c ON i.{key} = c.k GROUP BY i.{key})"
+        " SELECT g.k, d.summary, g.ns, g.nr, g.ni, g.mods, g.classes"
+        " FROM g JOIN dicom_instance d ON d.sop_uid = g.rep ORDER BY g.k"
+    )
+    return sql, params
+
+
+def _split(joined: object) -> tuple[str, ...]:
+    if not joined:
+        return ()
+    return tuple(sorted({v for v in str(joined).split(",") if v}))
+
+
+def instance_match(row: Sequence[Any]) -> InstanceMatch:
+    """A ``find_sql`` row as an ``InstanceMatch``."""
+    key, summary, studies, series, instances, mods, classes = row
+    return InstanceMatch(
+        key=str(key),
+        summary=orjson.loads(summary),
+        studies=int(studies),
+        series=int(series),
+        instances=int(instances),
+        modalities=_split(mods),
+        sop_classes=_split(classes),
     )

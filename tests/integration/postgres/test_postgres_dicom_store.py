@@ -6,11 +6,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from adapters.postgres import PostgresEngine
-from hub.ports import DicomInstanceStore
-from tests.contract.test_contract_dicom_store import record
+from hub.ports import DicomInstanceStore, InstanceQuery
+from tests.contract.test_contract_dicom_store import _indexed, record
 
 
 @pytest.fixture
@@ -72,3 +73,34 @@ def test_replaced_bytes_are_kept_as_a_version(
     with engine._db.connection() as conn:
         kept = conn.execute("SELECT version, sha256 FROM dicom_instance_version").fetchall()
     assert kept == [(1, "a" * 64)]
+
+
+def test_query_columns_are_added_to_an_existing_store(postgres_database: str) -> None:
+    """A store made before the C-FIND columns gains them, filled from each row's summary."""
+    first = PostgresEngine(postgres_database)
+    first.dicom_store.store(
+        _indexed(
+            "1.2.1", "1.2", "1.2.9", patient="P9", date="20200101", accession="X", modality="MR"
+        )
+    )
+    first.close()
+    with psycopg.connect(postgres_database, autocommit=True) as conn:  # the earlier layout
+        for column in ("patient_id", "accession", "study_date", "modality"):
+            conn.execute(f"ALTER TABLE dicom_instance DROP COLUMN {column}")
+        conn.execute("DROP INDEX dicom_instance_series")
+    again = PostgresEngine(postgres_database)
+    try:
+        found = again.dicom_store.find(
+            InstanceQuery("STUDY", patient_ids=("P9",), modalities=("MR",))
+        )
+        assert [m.key for m in found] == ["1.2"]
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            indexes = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'dicom_instance'"
+                ).fetchall()
+            }
+        assert {"dicom_instance_series", "dicom_instance_modality"} <= indexes
+    finally:
+        again.close()

@@ -12,8 +12,8 @@ import pytest
 
 from adapters.sqlite.dicom_store import SqliteDicomStore
 from adapters.sqlite.engine import SqliteEngine
-from hub.ports import DicomInstanceRecord
-from tests.contract.test_contract_dicom_store import record
+from hub.ports import DicomInstanceRecord, InstanceQuery
+from tests.contract.test_contract_dicom_store import _indexed, record
 
 
 @pytest.fixture
@@ -87,3 +87,29 @@ def test_replaced_bytes_are_kept_as_a_version(
     with engine._db.snapshot() as conn:
         kept = conn.execute("SELECT version, sha256 FROM dicom_instance_version").fetchall()
     assert kept == [(1, "a" * 64)]
+
+
+def test_query_columns_are_added_to_an_existing_store(tmp_path: Path) -> None:
+    """A store made before the C-FIND columns gains them, filled from each row's summary."""
+    first = SqliteEngine("sqlite://", data_dir=str(tmp_path))
+    first.dicom_store.store(
+        _indexed(
+            "1.2.1", "1.2", "1.2.9", patient="P9", date="20200101", accession="X", modality="MR"
+        )
+    )
+    with first._db.write() as conn:  # back to the earlier layout
+        for name in ("series", "patient", "accession", "study_date", "modality"):
+            conn.execute(f"DROP INDEX dicom_instance_{name}")
+        for column in ("patient_id", "accession", "study_date", "modality"):
+            conn.execute(f"ALTER TABLE dicom_instance DROP COLUMN {column}")
+    first.close()
+    again = SqliteEngine("sqlite://", data_dir=str(tmp_path))
+    try:
+        store = again.dicom_store
+        found = store.find(InstanceQuery("STUDY", patient_ids=("P9",), modalities=("MR",)))
+        assert [m.key for m in found] == ["1.2"]
+        with again._db.write() as conn:
+            indexes = {r[1] for r in conn.execute("PRAGMA index_list(dicom_instance)")}
+        assert {"dicom_instance_patient", "dicom_instance_modality"} <= indexes
+    finally:
+        again.close()
