@@ -49,15 +49,9 @@ ROW_PARAMS: dict[str, ParamType] = {"_id": "token", "_lastUpdated": "date"}
 # of a search value. The official R4 definitions have no expression; these say what is read.
 TEXT_PARAMS: frozenset[str] = frozenset({"_content", "_text"})
 # They are served on the imaging record's own types, where descriptions, procedures, body sites
-# and report text live; not on Patient/Encounter (name and identifier searches serve those) nor
-# on AuditEvent/Provenance, whose ingest-rate indexing should not pay for words.
-FULLTEXT_TYPES: tuple[str, ...] = (
-    "ImagingStudy",
-    "DiagnosticReport",
-    "DocumentReference",
-    "Media",
-    "ServiceRequest",
-)
+# and report text live; not on the types the channels write per message (Patient, Encounter,
+# ServiceRequest: words cost HL7 ingest ~13% per message, measured) nor on AuditEvent/Provenance.
+FULLTEXT_TYPES: tuple[str, ...] = ("ImagingStudy", "DiagnosticReport", "DocumentReference", "Media")
 
 
 @dataclass(frozen=True)

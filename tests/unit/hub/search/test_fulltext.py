@@ -192,7 +192,7 @@ def test_attachments_decode_text_types_with_their_charset_and_a_byte_cap() -> No
 
 def test_a_huge_resource_is_capped() -> None:
     notes = [{"text": f"finding{i} " * 3} for i in range(1000)]
-    resource = {"resourceType": "ServiceRequest", "status": "active", "note": notes}
+    resource = {"resourceType": "ImagingStudy", "status": "available", "note": notes}
     found = [
         e.value
         for e in extract_index_entries(resource)
