@@ -6,17 +6,10 @@ import sqlite3
 from collections.abc import Sequence
 
 from adapters.sqlite._db import Database
-from hub.search.matching import DATE_MAX, DATE_MIN, fold
 from hub.search.model import (
-    DateEntry,
     IndexEntry,
-    NumberEntry,
-    QuantityEntry,
-    ReferenceEntry,
-    StringEntry,
-    TokenEntry,
-    UriEntry,
 )
+from hub.search.sql import index_row
 
 TABLES = (
     "idx_token",
@@ -61,40 +54,7 @@ def write_index(
     rows: dict[str, list[Row]] = {}
     for e in entries:
         pid = db.pid_for_write(conn, resource_type, e.param)
-        if isinstance(e, TokenEntry):
-            table = "idx_token"
-            row: Row = (
-                e.system,
-                e.code,
-                fold(e.text) if e.text else None,
-                e.type_system,
-                e.type_code,
-            )
-        elif isinstance(e, StringEntry):
-            table, row = "idx_string", (e.value, fold(e.value))
-        elif isinstance(e, DateEntry):
-            low = DATE_MIN if e.low is None else e.low
-            high = DATE_MAX if e.high is None else e.high
-            table, row = "idx_date", (low, high)
-        elif isinstance(e, NumberEntry):
-            table, row = "idx_number", (e.value, e.low, e.high)
-        elif isinstance(e, QuantityEntry):
-            table = "idx_quantity"
-            row = (e.value, e.low, e.high, e.system, e.code, e.unit)
-        elif isinstance(e, ReferenceEntry):
-            table = "idx_reference"
-            row = (
-                e.target_type,
-                e.target_id,
-                e.url,
-                e.version,
-                e.identifier_system,
-                e.identifier_value,
-            )
-        elif isinstance(e, UriEntry):
-            table, row = "idx_uri", (e.value,)
-        else:  # pragma: no cover - exhaustive over IndexEntry
-            raise TypeError(f"not an index entry: {e!r}")
+        table, row = index_row(e)
         bucket = rows.setdefault(table, [])
         bucket.append((res_pk, pid, len(bucket), *row, e.group, e.component))
     for table, batch in rows.items():

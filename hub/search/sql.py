@@ -47,27 +47,44 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hub.errors import InvalidSearch
-from hub.search.matching import PREFIX_TOP, date_test, fold, now_ms, number_test, to_sql
+from hub.search.matching import (
+    DATE_MAX,
+    DATE_MIN,
+    PREFIX_TOP,
+    date_test,
+    fold,
+    now_ms,
+    number_test,
+    to_sql,
+)
 from hub.search.model import (
     AnyCriterion,
     AnyOfCriterion,
     ChainedCriterion,
     CompositeValue,
     Criterion,
+    DateEntry,
     DateValue,
     HasCriterion,
     Include,
+    IndexEntry,
+    NumberEntry,
     NumberValue,
     ParamType,
     Prefix,
+    QuantityEntry,
     QuantityValue,
+    ReferenceEntry,
     ReferenceValue,
     SearchQuery,
     SearchResult,
     SearchValue,
     SortKey,
+    StringEntry,
     StringValue,
+    TokenEntry,
     TokenValue,
+    UriEntry,
     UriValue,
 )
 
@@ -80,6 +97,7 @@ __all__ = [
     "Params",
     "PidResolver",
     "Sql",
+    "index_row",
     "live_count",
     "plain_text_prefix",
     "run_search",
@@ -832,3 +850,27 @@ def _include_step(
         )
         params = [*in_targets.params, *pid.params]
     return _rows(conn, sql + " ORDER BY 1", params)
+
+
+def index_row(e: IndexEntry) -> tuple[str, tuple[object, ...]]:
+    """The ``idx_*`` table an index entry goes to and its value columns, in the schema's order
+    (both SQL engines write their index rows through this)."""
+    if isinstance(e, TokenEntry):
+        text = fold(e.text) if e.text else None
+        return "idx_token", (e.system, e.code, text, e.type_system, e.type_code)
+    if isinstance(e, StringEntry):
+        return "idx_string", (e.value, fold(e.value))
+    if isinstance(e, DateEntry):
+        low = DATE_MIN if e.low is None else e.low
+        high = DATE_MAX if e.high is None else e.high
+        return "idx_date", (low, high)
+    if isinstance(e, NumberEntry):
+        return "idx_number", (e.value, e.low, e.high)
+    if isinstance(e, QuantityEntry):
+        return "idx_quantity", (e.value, e.low, e.high, e.system, e.code, e.unit)
+    if isinstance(e, ReferenceEntry):
+        ident = (e.identifier_system, e.identifier_value)
+        return "idx_reference", (e.target_type, e.target_id, e.url, e.version, *ident)
+    if isinstance(e, UriEntry):
+        return "idx_uri", (e.value,)
+    raise TypeError(f"not an index entry: {e!r}")  # pragma: no cover - exhaustive
