@@ -36,7 +36,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -48,21 +47,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.servers import ServerError, free_port, server_for_run
+
 VERSION = "8.19.7"
 ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{VERSION}:zip"
 CACHE = Path(__file__).resolve().parents[2] / ".cache"
 HOME = CACHE / f"elasticsearch-{VERSION}"
 START_TIMEOUT = 180.0
-
-
-class ServerError(RuntimeError):
-    """The node could not be fetched or started (a test reports it as a failure)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _java_home() -> str:
@@ -137,7 +128,7 @@ def running_elasticsearch(heap: str = "512m") -> Iterator[str]:
         subprocess.run(["chown", "-R", "nobody", str(work)], check=True)
         work.chmod(0o755)
         command = ["runuser", "-u", "nobody", "--", *command]
-    http_port, transport_port = _free_port(), _free_port()
+    http_port, transport_port = free_port(), free_port()
     settings = {
         "discovery.type": "single-node",
         "path.data": work / "data",
@@ -186,19 +177,7 @@ def running_elasticsearch(heap: str = "512m") -> Iterator[str]:
 @pytest.fixture(scope="session")
 def elasticsearch_server() -> Iterator[str]:
     """One node for the whole run (or ``PIXELHUB_TEST_ELASTICSEARCH_URL``)."""
-    external = os.environ.get("PIXELHUB_TEST_ELASTICSEARCH_URL")
-    if external:
-        yield external.rstrip("/")
-        return
-    try:
-        server = running_elasticsearch()
-        url = server.__enter__()
-    except ServerError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield url
-    finally:
-        server.__exit__(None, None, None)
+    yield from server_for_run("PIXELHUB_TEST_ELASTICSEARCH_URL", running_elasticsearch)
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -40,11 +39,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from tests.support.servers import ServerError, free_port, server_for_run
+
 ENV_URL = "PIXELHUB_TEST_POSTGRES_URL"
-
-
-class ServerError(RuntimeError):
-    """The throwaway cluster could not be set up (a test reports it as a failure)."""
 
 
 def _bin_dir() -> str:
@@ -56,12 +53,6 @@ def _bin_dir() -> str:
     if not found:
         raise ServerError("PostgreSQL is not installed (apt-get install postgresql)")
     return os.path.dirname(found[-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -83,7 +74,7 @@ def running_postgres(max_connections: int = 300) -> Iterator[str]:
     base = tempfile.mkdtemp(prefix="pixelhub-pg-")
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
-    data, log, port = os.path.join(base, "data"), os.path.join(base, "log"), _free_port()
+    data, log, port = os.path.join(base, "data"), os.path.join(base, "log"), free_port()
     initdb = [f"{bindir}/initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"]
     _run([*initdb, "-E", "UTF8", "--locale", "C"])
     options = (
@@ -99,19 +90,7 @@ def running_postgres(max_connections: int = 300) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    given = os.environ.get(ENV_URL)
-    if given:
-        yield given
-        return
-    try:
-        server = running_postgres()
-        url = server.__enter__()
-    except ServerError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield url
-    finally:
-        server.__exit__(None, None, None)
+    yield from server_for_run(ENV_URL, running_postgres)
 
 
 def _with_database(url: str, name: str) -> str:
