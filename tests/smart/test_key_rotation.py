@@ -63,13 +63,13 @@ def test_rotate_then_retire(hub: Hub, http: TestClient, clients: ClientKeys) -> 
     assert f"{old_kid}\tRS384\tpublished" in listed and f"{new_kid}\tRS384\tactive" in listed
 
     # the active key cannot be retired; the old one can, and its tokens die with it
-    result = CliRunner().invoke(main, ["keys", "retire", new_kid, *data])
+    result = CliRunner().invoke(main, ["keys", "retire", *data, "--", new_kid])
     assert result.exit_code == 2 and "rotate first" in result.output
-    cli("keys", "retire", old_kid, *data)
+    cli("keys", "retire", *data, "--", old_kid)  # a kid may begin with "-"
     assert status(http, old) == 401
     assert status(http, new) == 200
     assert old_kid not in {k["kid"] for k in http.get("/auth/jwks").json()["keys"]}
-    result = CliRunner().invoke(main, ["keys", "retire", "no-such-kid", *data])
+    result = CliRunner().invoke(main, ["keys", "retire", *data, "--", "no-such-kid"])
     assert result.exit_code == 2
 
 
