@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hub.audit import AuditTrail
 from hub.auth import AccessPolicy, Principal
@@ -21,6 +21,9 @@ from hub.config import Settings
 from hub.errors import HubError
 from hub.fhir.service import FhirService
 from hub.ports import Engine
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 
 @dataclass
@@ -68,9 +71,27 @@ def enabled_channels(settings: Settings) -> dict[str, ChannelFactory]:
     found = available_channels()
     if settings.channels is None:
         return found
-    wanted = [c for c in settings.channels if c != "http"]
+    web = available_web_services()
+    wanted = [c for c in settings.channels if c != "http" and c not in web]
     missing = [c for c in wanted if c not in found]
     if missing:
-        installed = ", ".join(sorted(found)) or "none"
+        installed = ", ".join(sorted({*found, *web})) or "none"
         raise ChannelNotFound(f"Unknown channel(s): {', '.join(missing)} (installed: {installed})")
     return {name: found[name] for name in wanted}
+
+
+# An HTTP service of an adapter (DICOMweb...): mounted on the one HTTP app, next to /fhir.
+WebServiceFactory = Callable[[ChannelContext], "APIRouter"]
+
+
+def available_web_services() -> dict[str, WebServiceFactory]:
+    """The ``pixelhub.web_services`` entry points: ``name -> (ChannelContext) -> APIRouter``."""
+    return {ep.name: ep.load() for ep in entry_points(group="pixelhub.web_services")}
+
+
+def enabled_web_services(settings: Settings) -> dict[str, WebServiceFactory]:
+    """The web services to mount: those named in ``settings.channels``, or all when absent."""
+    found = available_web_services()
+    if settings.channels is None:
+        return found
+    return {name: found[name] for name in settings.channels if name in found}

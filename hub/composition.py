@@ -14,7 +14,7 @@ from hub.audit import AuditIndexer, AuditTrail
 from hub.audit.setup import audit_indexer, open_trail
 from hub.audit.worker import IndexerProcess
 from hub.auth import AccessPolicy, Principal
-from hub.channels import Channel, ChannelContext, enabled_channels
+from hub.channels import Channel, ChannelContext, enabled_channels, enabled_web_services
 from hub.config import Settings
 from hub.engines import open_engine
 from hub.errors import HubError
@@ -80,6 +80,7 @@ class Hub:
     app: FastAPI
     audit: AuditTrail
     audit_indexer: AuditIndexer
+    context: ChannelContext
     channels: list[Channel] = field(default_factory=list)
     audit_worker: IndexerProcess | None = None
 
@@ -98,12 +99,9 @@ class Hub:
 
     def start_channels(self) -> dict[str, int]:
         """Start every enabled protocol channel; returns ``{port_name: bound port}``."""
-        context = ChannelContext(
-            self.settings, self.service, self.engine, self.policy, self.runner.notify, self.audit
-        )
         ports = {}
         for factory in enabled_channels(self.settings).values():
-            channel = factory(context)
+            channel = factory(self.context)
             ports[channel.port_name] = channel.start()
             self.channels.append(channel)
         return ports
@@ -218,5 +216,7 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         auth_server=auth_server,
         audit=audit,
     )
-    app = create_app(state, cors_origins=settings.cors_origins)
-    return Hub(settings, engine, service, policy, runner, health, app, audit, indexer)
+    context = ChannelContext(settings, service, engine, policy, runner.notify, audit)
+    web_services = [factory(context) for factory in enabled_web_services(settings).values()]
+    app = create_app(state, cors_origins=settings.cors_origins, routers=web_services)
+    return Hub(settings, engine, service, policy, runner, health, app, audit, indexer, context)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -45,7 +45,7 @@ def _check_format(request: Request) -> None:
 
 # CORS (Fetch Standard §3.2) for browser apps: the paths a SMART app calls from the browser.
 _CORS_EXACT = frozenset({"/fhir", "/auth/token", "/auth/revoke", "/auth/jwks"})
-_CORS_PREFIXES = ("/fhir/", "/auth/.well-known/", "/.well-known/")
+_CORS_PREFIXES = ("/fhir/", "/dicomweb/", "/auth/.well-known/", "/.well-known/")
 _CORS_HEADERS = (
     "Authorization",
     "Prefer",
@@ -82,7 +82,10 @@ class PathCors:
             await self.app(scope, receive, send)
 
 
-def create_app(state: HubState, *, cors_origins: Sequence[str] = ()) -> FastAPI:
+def create_app(
+    state: HubState, *, cors_origins: Sequence[str] = (), routers: Sequence[APIRouter] = ()
+) -> FastAPI:
+    """The app; ``routers`` are the adapters' web services (``hub.channels``), e.g. DICOMweb."""
     app = FastAPI(
         title="PixelHub",
         version=str(state.capability_statement["software"]["version"]),
@@ -151,6 +154,8 @@ def create_app(state: HubState, *, cors_origins: Sequence[str] = ()) -> FastAPI:
     if state.auth_server is not None:  # before /fhir/{type}/{id}, which would match .well-known
         app.include_router(auth_routes.router)
     app.include_router(audit_routes.router)
+    for router in routers:
+        app.include_router(router)
     app.include_router(fhir_routes.router)
     generate_openapi = app.openapi
 
