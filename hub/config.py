@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     dicom_default_patient_system: str = "urn:pixelhub:patient-id"
     dicom_aggregation_quiet_seconds: float = Field(2.0, ge=0)
     dicom_max_find_results: int = Field(10000, ge=1)  # C-FIND matches before 0xA700
+    # AEs we open associations to (C-MOVE destinations, storage commitment replies):
+    # "AET=host:port" entries, comma-separated in the environment.
+    dicom_destinations: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # HL7 v2 MLLP channel. Peers: "APP^FACILITY", optionally "@address"; "*" only in demo.
     hl7_allowed_peers: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -132,7 +135,12 @@ class Settings(BaseSettings):
         return v
 
     @field_validator(
-        "auth_tokens", "channels", "dicom_allowed_peers", "hl7_allowed_peers", mode="before"
+        "auth_tokens",
+        "channels",
+        "dicom_allowed_peers",
+        "dicom_destinations",
+        "hl7_allowed_peers",
+        mode="before",
     )
     @classmethod
     def _comma_list(cls, v: Any) -> Any:

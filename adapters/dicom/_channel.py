@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapters.dicom._audit import AssociationAudit
+from adapters.dicom._destinations import parse_destinations
 from adapters.dicom._ingest import DicomIngest
 from adapters.dicom._scp import StorageScp, parse_peers
 from hub.blobs import open_blob_store
@@ -72,6 +73,7 @@ class DicomChannel:
             ssl_context=tls,
             notify_change=context.notify_change,
             max_find_results=settings.dicom_max_find_results,
+            destinations=parse_destinations(settings.dicom_destinations),
             audit=AssociationAudit(
                 context.audit,
                 issuer_systems=settings.dicom_issuer_systems,

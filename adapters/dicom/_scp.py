@@ -60,6 +60,7 @@ from pynetdicom.sop_class import register_uid, uid_to_service_class
 from pynetdicom.transport import ThreadedAssociationServer
 
 from adapters.dicom._audit import AssociationAudit
+from adapters.dicom._destinations import Destination
 from adapters.dicom._errors import (
     PARSE_ERRORS,
     SUCCESS,
@@ -540,8 +541,10 @@ class StorageScp:
         notify_change: Callable[[], None] = lambda: None,
         audit: AssociationAudit | None = None,
         max_find_results: int = 10000,
+        destinations: dict[str, Destination] | None = None,
     ) -> None:
         self.ingest = ingest
+        self.destinations = destinations or {}
         self.max_find_results = max_find_results
         self.audit = audit
         self.store = store
