@@ -117,7 +117,8 @@ def make_study(folder: Path, n: int, side: int, *, shards: int) -> tuple[str, in
 class PixelHub:
     name = "pixelhub"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, **settings: str) -> None:
+        """``pixelhub serve`` on free ports; ``settings`` are extra ``PIXELHUB_*`` variables."""
         self.data = workdir / "pixelhub"
         env = {
             **os.environ,
@@ -125,6 +126,7 @@ class PixelHub:
             "PIXELHUB_LOG_LEVEL": "warning",
             "PIXELHUB_CHANNELS": "dicom",
             "PIXELHUB_DICOM_ALLOWED_PEERS": f"{SENDER_AET},PROBE",
+            **settings,
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "serve", "--http-port", "0", "--dicom-port", "0",
@@ -187,7 +189,8 @@ class Storescp:
 class Orthanc:
     name = "orthanc"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, **extra: Any) -> None:
+        """Orthanc with a temporary storage and index; ``extra`` adds configuration."""
         root = workdir / "orthanc"
         root.mkdir(parents=True, exist_ok=True)
         self.port, self.http = free_port(), free_port()
@@ -205,6 +208,7 @@ class Orthanc:
             "DicomAlwaysAllowStore": True,
             "StorageCompression": False,
             "Plugins": [],
+            **extra,
         }
         (root / "orthanc.json").write_text(json.dumps(config))
         self.proc = subprocess.Popen(

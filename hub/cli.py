@@ -258,7 +258,8 @@ def keys_rotate(algs: tuple[str, ...], config: str | None, **flags: Any) -> None
 @_CONFIG
 @_DATA_DIR
 def keys_retire(kid: str, config: str | None, **flags: Any) -> None:
-    """Unpublish the inactive key KID: tokens it signed stop verifying."""
+    """Unpublish the inactive key KID: tokens it signed stop verifying. A kid is a base64url
+    thumbprint and may begin with '-': then write it after '--' (keys retire -- -Xy...)."""
     from hub.smart import KeyStore
 
     settings = _settings(config, **flags)

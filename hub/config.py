@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     # AEs we open associations to (C-MOVE destinations, storage commitment replies):
     # "AET=host:port" entries, comma-separated in the environment.
     dicom_destinations: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # C-MOVE / C-GET: instances one request may retrieve (the counts are US) before 0xA702, and
+    # the seconds a C-STORE sub-operation may go unanswered before it is aborted and retried once.
+    dicom_max_retrieve_instances: int = Field(10000, ge=1, le=65535)
+    dicom_suboperation_timeout: float = Field(5.0, gt=0)
+    # DICOMweb STOW-RS (PS3.18 10.5): largest request body, streamed to disk as it arrives
+    dicom_web_max_store_bytes: int = Field(2 * 1024**3, ge=1024)
 
     # HL7 v2 MLLP channel. Peers: "APP^FACILITY", optionally "@address"; "*" only in demo.
     hl7_allowed_peers: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -271,6 +271,8 @@ class InstanceQuery:
     modalities: tuple[str, ...] = ()
     study_date_from: str = ""
     study_date_to: str = ""
+    # instances whose Patient Name's alphabetic group, in upper case, starts with this
+    patient_name_prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)

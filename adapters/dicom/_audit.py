@@ -1,6 +1,7 @@
 """Audit records of the storage SCP (issue 7, DICOM PS3.15 A.5.3): one event when an association
 is accepted or rejected (Node Authentication), and at its end one "DICOM Instances Transferred"
-event per study received over it, plus one for the instances refused.
+event per study received over it, plus one for the instances refused; one "DICOM Instances
+Transferred" (action Read) per C-MOVE / C-GET and one "Query" per C-FIND.
 
 The patient is named by identifier (PatientID with the system of its issuer, the same rule as
 ``mappings.dicom_to_patient``): the ``Patient`` resource itself is made later by the study
@@ -18,7 +19,17 @@ from hub.audit import Actor, AuditTrail
 from hub.ports import DicomInstanceRecord
 from mappings.dicom_instance import InstanceSummary
 from mappings.dicom_to_patient import patient_identifiers
-from mappings.interaction_to_auditevent import QUERY, Outcome, dicom_query_entity
+from mappings.interaction_to_auditevent import (
+    DICOM_UID,
+    ENTITY_TYPE,
+    INSTANCES_TRANSFERRED,
+    OBJECT_ROLE,
+    QUERY,
+    Outcome,
+    coding,
+    dicom_query_entity,
+    identifier_entity,
+)
 
 
 @dataclass
@@ -89,6 +100,61 @@ class AssociationAudit:
                 failures=received.refused,
                 reason=received.reason,
             )
+
+    def retrieved(
+        self,
+        title: str,
+        address: str | None,
+        *,
+        destination: str,
+        studies: Mapping[str, tuple[list[int], DicomInstanceRecord | None]],
+        status: int,
+        reason: str = "",
+    ) -> None:
+        """One C-MOVE or C-GET (PS3.15 A.5.3.4 DICOM Instances Transferred, action Read, by the
+        requesting AE): the patients and studies sent, each with its instances sent and failed;
+        success (also when cancelled by the SCU), minor failure for a refused request or failed
+        sub-operations, serious failure when nothing could be sent or the answer was cut short.
+        ``studies``: Study Instance UID -> ([completed, failed], one of its records)."""
+        outcome: Outcome
+        if status in (0x0000, 0xFE00):
+            outcome = "0"
+        elif status >> 8 == 0xA7 or status == 0xFFFF:
+            outcome = "8"
+        else:
+            outcome = "4"
+        sent = sum(counts[0] for counts, _record in studies.values())
+        failed = sum(counts[1] for counts, _record in studies.values())
+        note = f"{sent} instance(s) sent to {destination}, {failed} failed"
+        if status:
+            note += f"; 0x{status:04X} {reason}".rstrip()
+        entities: list[dict[str, Any]] = []
+        patients: list[Any] = []
+        for uid, ((done, lost), record) in studies.items():
+            identifier = self._identifier(record) if record is not None else None
+            if identifier and identifier not in patients:
+                patients.append(identifier)
+                entities.append(
+                    {
+                        "what": {"identifier": identifier},
+                        "type": coding(ENTITY_TYPE, "1", "Person"),
+                        "role": coding(OBJECT_ROLE, "1", "Patient"),
+                    }
+                )
+            entities.append(
+                {
+                    **identifier_entity(DICOM_UID, f"urn:oid:{uid}", "3", "Report"),
+                    "description": f"{done} instance(s) sent, {lost} failed",
+                }
+            )
+        self.trail.record(
+            Actor(title, "dicom", address=address),
+            type_=INSTANCES_TRANSFERRED,
+            action="R",
+            outcome=outcome,
+            outcome_desc=note,
+            entities=entities,
+        )
 
     def query(
         self,

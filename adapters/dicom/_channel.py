@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from adapters.dicom._audit import AssociationAudit
+from adapters.dicom._commitment import StorageCommitment
 from adapters.dicom._destinations import parse_destinations
 from adapters.dicom._ingest import DicomIngest
+from adapters.dicom._mpps import PerformedProcedureSteps
 from adapters.dicom._scp import StorageScp, parse_peers
+from adapters.dicom._worklist import Worklist
 from hub.blobs import open_blob_store
 from hub.channels import ChannelContext
 from hub.errors import HubError
@@ -48,6 +51,7 @@ class DicomChannel:
     def __init__(self, context: ChannelContext) -> None:
         settings = context.settings
         self.ingest = make_ingest(context)
+        destinations = parse_destinations(settings.dicom_destinations)
         tls = None
         if settings.dicom_tls_cert or settings.dicom_tls_key:
             if not (settings.dicom_tls_cert and settings.dicom_tls_key):
@@ -73,7 +77,23 @@ class DicomChannel:
             ssl_context=tls,
             notify_change=context.notify_change,
             max_find_results=settings.dicom_max_find_results,
-            destinations=parse_destinations(settings.dicom_destinations),
+            max_retrieve_instances=settings.dicom_max_retrieve_instances,
+            suboperation_timeout=settings.dicom_suboperation_timeout,
+            destinations=destinations,
+            worklist=Worklist(
+                context.service,
+                context.peer,
+                issuer_systems=settings.dicom_issuer_systems,
+                default_patient_system=settings.dicom_default_patient_system,
+            ),
+            mpps=PerformedProcedureSteps(context.service, context.peer, context.audit),
+            commitment=StorageCommitment(
+                self.ingest.store,
+                ae_title=settings.dicom_aet,
+                destinations=destinations,
+                audit=context.audit,
+                timeout=settings.dicom_dimse_timeout,
+            ),
             audit=AssociationAudit(
                 context.audit,
                 issuer_systems=settings.dicom_issuer_systems,

@@ -73,11 +73,31 @@ def associate(
     **kwargs: Any,
 ) -> Association:
     """Request an association with ``destination`` (the contexts are ``ae``'s requested ones,
-    or ``kwargs['contexts']``), with ``TCP_NODELAY`` on its socket; check ``is_established``."""
-    return ae.associate(
-        destination.host,
-        destination.port,
-        ae_title=destination.ae_title,
-        evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay), *handlers],
-        **kwargs,
-    )
+    or ``kwargs['contexts']``), with ``TCP_NODELAY`` on its socket; check ``is_established``.
+
+    A connection that fails leaves no socket open (pynetdicom 3.0 drops it unclosed)."""
+    made: list[socket.socket] = []
+    create = ae._create_socket
+
+    def create_socket(*args: Any) -> Any:
+        transport = create(*args)
+        if transport.socket is not None:
+            made.append(transport.socket)
+        return transport
+
+    setattr(ae, "_create_socket", create_socket)  # noqa: B010 (instance override)
+    try:
+        assoc = ae.associate(
+            destination.host,
+            destination.port,
+            ae_title=destination.ae_title,
+            evt_handlers=[(evt.EVT_CONN_OPEN, _nodelay), *handlers],
+            **kwargs,
+        )
+    finally:
+        del ae._create_socket  # back to the class's method
+    if not assoc.is_established:
+        for raw in made:
+            with contextlib.suppress(OSError):
+                raw.close()
+    return assoc

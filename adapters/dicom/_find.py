@@ -20,8 +20,9 @@ Matching (PS3.4 C.2.2.2):
 - universal: a zero-length key matches everything and is returned (C.2.2.2.3).
 
 Study Instance UID, Series Instance UID, SOP Instance UID, Patient ID, Accession Number,
-Modality / Modalities in Study and the Study Date range are filtered in SQL on indexed columns;
-the rest is matched on each candidate's header summary, page by page.
+Modality / Modalities in Study, the Study Date range and the literal start of a Patient Name
+(``SMITH*``, ``SMITH^JOHN``) are filtered in SQL on indexed columns; the rest is matched on
+each candidate's header summary, page by page.
 
 The request identifier is decoded with its Specific Character Set (pydicom); the answer is in
 ``ISO_IR 192`` (UTF-8) when a value is not plain ASCII, ``ISO_IR 100`` otherwise.
@@ -245,7 +246,8 @@ class FindRequest:
         return InstanceQuery(level=self.level, **self.pushed)
 
 
-def _values(element: DataElement) -> list[str]:
+def element_values(element: DataElement) -> list[str]:
+    """A key's values as text, trailing spaces dropped (``[]`` for a zero-length key)."""
     value = element.value
     if value is None or value == "":
         return []
@@ -288,7 +290,7 @@ def parse_identifier(sop_class_uid: str, identifier: Dataset) -> FindRequest:
         if key.only_at_level and key.level != level:
             continue
         try:
-            values = _values(element)
+            values = element_values(element)
         except Exception as exc:
             raise FindError(UNABLE_TO_PROCESS, f"Cannot decode {keyword}: {exc}") from None
         if values:
@@ -298,31 +300,58 @@ def parse_identifier(sop_class_uid: str, identifier: Dataset) -> FindRequest:
 
 def _add_matcher(request: FindRequest, keyword: str, vr: str, values: list[str]) -> None:
     """A matcher for one key with a value, and what of it SQL can filter."""
+    test = value_test(keyword, vr, values, several=keyword == "ModalitiesInStudy")
+    if test is None:
+        return
+    request.matchers.append(Matcher(keyword, test))
     pushed = request.pushed
     if vr == "UI":
-        for uid in values:
-            if not _UID.match(uid) or len(uid) > 64:
-                raise FindError(UNABLE_TO_PROCESS, f"Invalid UID in {keyword}: {uid[:40]}")
-        wanted = frozenset(values)
-        request.matchers.append(Matcher(keyword, wanted.__contains__))
         column = {
             "StudyInstanceUID": "study_uids",
             "SeriesInstanceUID": "series_uids",
             "SOPInstanceUID": "sop_uids",
         }.get(keyword)
         if column:
-            pushed[column] = tuple(sorted(wanted))
-        return
-    if len(values) > 1 and keyword != "ModalitiesInStudy":
+            pushed[column] = tuple(sorted(frozenset(values)))
+    elif keyword == "StudyDate":
+        bounds = _range(values[0], vr, keyword)
+        low, high = (bounds, bounds) if isinstance(bounds, str) else bounds
+        pushed["study_date_from"], pushed["study_date_to"] = low, high
+    elif keyword == "PatientName":
+        # the literal start of the name narrows the rows; the test above decides
+        prefix = re.split(r"[*?]", values[0], maxsplit=1)[0]
+        if prefix and prefix.isascii() and "=" not in prefix:
+            pushed["patient_name_prefix"] = prefix.upper()
+    elif not any("*" in v or "?" in v for v in values):
+        column = {
+            "PatientID": "patient_ids",
+            "AccessionNumber": "accession_numbers",
+            "ModalitiesInStudy": "modalities",
+            "Modality": "modalities",
+        }.get(keyword)
+        if column:
+            pushed[column] = tuple(values)
+
+
+def value_test(
+    keyword: str, vr: str, values: list[str], *, several: bool = False
+) -> Callable[[str], bool] | None:
+    """The test of a key's value(s) on a candidate's value (PS3.4 C.2.2.2: list of UIDs, DA/TM
+    range, wildcard, single value; PN case-insensitive), ``None`` for universal matching;
+    ``FindError`` 0xC000 for a value that cannot be parsed. Only UIDs, or ``several``, may list
+    values (any of them matches)."""
+    if vr == "UI":
+        for uid in values:
+            if not _UID.match(uid) or len(uid) > 64:
+                raise FindError(UNABLE_TO_PROCESS, f"Invalid UID in {keyword}: {uid[:40]}")
+        return frozenset(values).__contains__
+    if len(values) > 1 and not several:
         raise FindError(UNABLE_TO_PROCESS, f"Several values in {keyword} (only UIDs may list)")
     if vr in ("DA", "TM"):
         (text,) = values
         bounds = _range(text, vr, keyword)
         if isinstance(bounds, str):
-            request.matchers.append(Matcher(keyword, _single(bounds, fold=False)))
-            if keyword == "StudyDate":
-                pushed["study_date_from"] = pushed["study_date_to"] = bounds
-            return
+            return _single(bounds, fold=False)
         low, high = bounds
         if vr == "TM":
 
@@ -335,32 +364,18 @@ def _add_matcher(request: FindRequest, keyword: str, vr: str, values: list[str])
                     return False
                 return (not low or end >= low) and (not high or start <= high)
 
-            request.matchers.append(Matcher(keyword, in_time))
-            return
+            return in_time
 
         def in_date(value: str, low: str = low, high: str = high) -> bool:
             return bool(value) and (not low or value >= low) and (not high or value <= high)
 
-        request.matchers.append(Matcher(keyword, in_date))
-        if keyword == "StudyDate":
-            pushed["study_date_from"], pushed["study_date_to"] = low, high
-        return
+        return in_date
     fold = vr == "PN"
     wild = any("*" in v or "?" in v for v in values) and vr in TEXT_VRS
     if wild and all(v.strip("*") == "" for v in values):
-        return  # "*" alone: universal matching
+        return None  # "*" alone: universal matching
     tests = [_wildcard(v, fold=fold) if wild else _single(v, fold=fold) for v in values]
-    request.matchers.append(Matcher(keyword, lambda value: any(t(value) for t in tests)))
-    if wild:
-        return
-    column = {
-        "PatientID": "patient_ids",
-        "AccessionNumber": "accession_numbers",
-        "ModalitiesInStudy": "modalities",
-        "Modality": "modalities",
-    }.get(keyword)
-    if column:
-        pushed[column] = tuple(values)
+    return lambda value: any(t(value) for t in tests)
 
 
 def matches(

@@ -49,7 +49,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RQ, DIMSEMessage
-from pynetdicom.dimse_primitives import C_FIND, C_STORE
+from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE, C_STORE, N_ACTION, N_CREATE, N_SET
 from pynetdicom.dsutils import decode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.events import Event, EventHandlerType
@@ -60,6 +60,13 @@ from pynetdicom.sop_class import register_uid, uid_to_service_class
 from pynetdicom.transport import ThreadedAssociationServer
 
 from adapters.dicom._audit import AssociationAudit
+from adapters.dicom._commitment import (
+    INVALID_ARGUMENT,
+    STORAGE_COMMITMENT,
+    CommitmentError,
+    CommitmentRequest,
+    StorageCommitment,
+)
 from adapters.dicom._destinations import Destination
 from adapters.dicom._errors import (
     PARSE_ERRORS,
@@ -80,8 +87,16 @@ from adapters.dicom._find import (
     response,
 )
 from adapters.dicom._ingest import DicomIngest, Received
+from adapters.dicom._mpps import (
+    INVALID_ATTRIBUTE_VALUE,
+    MPPS_SOP_CLASS,
+    MppsError,
+    PerformedProcedureSteps,
+)
 from adapters.dicom._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, file_meta
+from adapters.dicom._retrieve import GET_SOP_CLASSES, MOVE_SOP_CLASSES, Retrieve
 from adapters.dicom._structure import check_structure
+from adapters.dicom._worklist import MODALITY_WORKLIST_FIND, Worklist
 from hub.errors import HubError
 from hub.peers import peer_rules
 from hub.ports import DicomInstanceStore
@@ -89,10 +104,13 @@ from mappings.dicom_instance import DicomMappingError
 
 log = logging.getLogger("pixelhub.dicom")
 
-# Every standard transfer syntax (PS3.5 Annex A, PS3.6 Table A-1), accepted as received.
+# Every standard transfer syntax (PS3.5 Annex A, PS3.6 Table A-1), accepted as received. Where a
+# context proposes several, the first here that it lists is accepted: Explicit VR Little Endian
+# before Implicit, as most instances are stored in it and a C-GET sends them back unconverted on
+# the contexts its requester proposed (pynetdicom's acceptor follows its own order, not theirs).
 TRANSFER_SYNTAXES = [
-    "1.2.840.10008.1.2",  # Implicit VR Little Endian
     "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
     "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
     "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired)
     "1.2.840.10008.1.2.4.50",  # JPEG Baseline (Process 1)
@@ -143,6 +161,9 @@ VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class (PS3.4 A.4)
 ECHO_SYNTAXES = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]
 SPOOL_THRESHOLD = 2 * 1024 * 1024
 MAX_IDENTIFIER = 64 * 1024  # a C-FIND identifier larger than this is refused (0xA700)
+MAX_N_DATASET = 16 * 1024 * 1024  # an N-CREATE/N-SET/N-ACTION data set larger is refused
+PROCESSING_FAILURE = 0x0110  # N-service failure (PS3.7 C.4.x)
+NO_SUCH_SOP_CLASS = 0x0118
 
 # Non-Patient Object Storage (PS3.4 Annex GG) has no patient, study or series to index.
 NON_PATIENT_OBJECTS = frozenset(
@@ -376,6 +397,31 @@ class _PromptAssociation(Association):
             if self._ended():
                 return
 
+    def _serve_request(self, msg: Any, context_id: int) -> None:
+        """C-MOVE and C-GET go to their handlers (``StorageScp.handle_move``/``handle_get``),
+        which send every response themselves (``adapters.dicom._retrieve``: pynetdicom's own
+        Query/Retrieve SCP would decode each instance); the rest is served by pynetdicom."""
+        context = self._accepted_cx.get(context_id)
+        if not isinstance(msg, (C_MOVE, C_GET)) or not msg.is_valid_request or context is None:
+            super()._serve_request(msg, context_id)
+            return
+        event = evt.EVT_C_MOVE if isinstance(msg, C_MOVE) else evt.EVT_C_GET
+        self.dimse.cancel_req = {}
+        self._is_paused = True
+        try:
+            evt.trigger(
+                self, event, {
+                    "request": msg, "context": context.as_tuple,
+                    "_is_cancelled": lambda msg_id: msg_id in self.dimse.cancel_req,
+                },
+            )  # fmt: skip
+        except Exception:
+            log.exception("DICOM %s from %s failed", msg.msg_type, StorageScp._peer(self))
+            self.abort()
+        finally:
+            self._is_paused = False
+            self.dimse.cancel_req = {}
+
     def _ended(self) -> bool:
         """Handle the end of the association, if it came (PS3.8 7.2, 7.3; PS3.7 7.5)."""
         if self.is_established and self.acse.is_release_requested():
@@ -457,6 +503,14 @@ class _SpoolingDimse(DIMSEServiceProvider):
         super().__init__(assoc)
         self._directory = directory
         self._threshold = threshold
+        self._after_response: list[Callable[[], None]] = []
+
+    def after_response(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the response being prepared has been queued for sending: a
+        request the SCP sends on its own (the N-EVENT-REPORT after an N-ACTION, PS3.4 J.3.2)
+        must not interleave with it (pynetdicom lets another thread send while an SCP
+        handler runs)."""
+        self._after_response.append(callback)
 
     def get_msg(self, block: bool = False) -> Any:
         if block:
@@ -477,6 +531,9 @@ class _SpoolingDimse(DIMSEServiceProvider):
         limit = self.maximum_pdu_size
         if command is None or (limit and len(command) + 6 > limit):
             super().send_msg(primitive, context_id)
+            callbacks, self._after_response = self._after_response, []
+            for callback in callbacks:
+                callback()
             return
         pdata = P_DATA()
         pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
@@ -542,9 +599,15 @@ class StorageScp:
         audit: AssociationAudit | None = None,
         max_find_results: int = 10000,
         destinations: dict[str, Destination] | None = None,
+        worklist: Worklist | None = None,
+        mpps: PerformedProcedureSteps | None = None,
+        commitment: StorageCommitment | None = None,
+        max_retrieve_instances: int = 10000,
+        suboperation_timeout: float = 5.0,
     ) -> None:
         self.ingest = ingest
         self.destinations = destinations or {}
+        self.worklist, self.mpps, self.commitment = worklist, mpps, commitment
         self.max_find_results = max_find_results
         self.audit = audit
         self.store = store
@@ -565,10 +628,26 @@ class StorageScp:
         classes = storage_sop_classes()
         _register_storage_classes(classes)
         for sop_class in classes:
-            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES)
+            # both roles: a C-GET requester proposes the SCP role for the storage classes it
+            # takes (PS3.7 D.3.3.4); a plain C-STORE sender proposes none and keeps the default
+            ae.add_supported_context(sop_class, TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
         ae.add_supported_context(VERIFICATION, ECHO_SYNTAXES)
         for sop_class in FIND_SOP_CLASSES:
             ae.add_supported_context(sop_class, ECHO_SYNTAXES)
+        for sop_class, service in (
+            (MODALITY_WORKLIST_FIND, worklist),
+            (MPPS_SOP_CLASS, mpps),
+            (STORAGE_COMMITMENT, commitment),
+        ):
+            if service is not None:
+                ae.add_supported_context(sop_class, ECHO_SYNTAXES)
+        for sop_class in (*MOVE_SOP_CLASSES, *GET_SOP_CLASSES):
+            ae.add_supported_context(sop_class, ECHO_SYNTAXES)
+        self.retrieve = Retrieve(
+            store, ingest.blobs, ae_title=ae_title, destinations=self.destinations,
+            max_instances=max_retrieve_instances, timeout=suboperation_timeout,
+            acse_timeout=acse_timeout, audit=audit,
+        )  # fmt: skip
         ae.maximum_pdu_size = max_pdu
         ae.maximum_associations = max_associations
         ae.acse_timeout = acse_timeout
@@ -592,6 +671,11 @@ class StorageScp:
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_STORE, self.handle_store),
             (evt.EVT_C_FIND, self.handle_find),
+            (evt.EVT_N_CREATE, self.handle_n_create),
+            (evt.EVT_N_SET, self.handle_n_set),
+            (evt.EVT_N_ACTION, self.handle_n_action),
+            (evt.EVT_C_MOVE, self.handle_move),
+            (evt.EVT_C_GET, self.handle_get),
             (evt.EVT_RELEASED, self.handle_ended),
             (evt.EVT_ABORTED, self.handle_ended),
             (evt.EVT_CONN_CLOSE, self.handle_ended),
@@ -760,10 +844,11 @@ class StorageScp:
                 spool.discard()
 
     def handle_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
-        """C-FIND (PS3.4 C.4.1.3.1, Patient/Study Root; see ``adapters.dicom._find``): each
-        match a pending response, then success; cancel, failure or the result cap end it
-        early. One audit event per query (PS3.15 A.5.3.10 Query), written before the final
-        response is sent (or when the association ends mid-answer)."""
+        """C-FIND (PS3.4 C.4.1.3.1, Patient/Study Root, ``adapters.dicom._find``; K.4.1.3,
+        Modality Worklist, ``adapters.dicom._worklist``): each match a pending response, then
+        success; cancel, failure or the result cap end it early. One audit event per query
+        (PS3.15 A.5.3.10 Query), written before the final response is sent (or when the
+        association ends mid-answer)."""
         request = cast(C_FIND, event.request)
         sop_class = str(request.AffectedSOPClassUID or "")
         state = _FindState()
@@ -786,20 +871,11 @@ class StorageScp:
             try:
                 raw = self._identifier_bytes(request)
                 state.raw = raw
-                syntax = event.context.transfer_syntax
                 try:
-                    check_structure(
-                        BytesIO(raw), 0, len(raw), implicit=syntax.is_implicit_VR,
-                        little=syntax.is_little_endian,
-                    )  # fmt: skip
-                    identifier = decode(
-                        BytesIO(raw), syntax.is_implicit_VR, syntax.is_little_endian,
-                        syntax.is_deflated,
-                    )  # fmt: skip
+                    identifier = _decode(raw, event.context.transfer_syntax)
                 except Exception as exc:
                     raise FindError(UNABLE_TO_PROCESS, f"Cannot decode identifier: {exc}") from None
-                parsed = parse_identifier(sop_class, identifier)
-                for match in matches(self.store, parsed):
+                for answer in self._answers(sop_class, identifier, event.assoc):
                     if event.is_cancelled:
                         yield done(CANCEL, "cancelled by the SCU"), None
                         return
@@ -807,7 +883,6 @@ class StorageScp:
                         text = f"More than {self.max_find_results} matches; narrow the query"
                         yield done(OUT_OF_RESOURCES, text), None
                         return
-                    answer = response(parsed, match, self.ae.ae_title)
                     state.sent += 1
                     yield PENDING, answer
                 if event.is_cancelled:
@@ -830,7 +905,7 @@ class StorageScp:
             done(0xFFFF, "association ended before the last response")
 
     @staticmethod
-    def _identifier_bytes(request: C_FIND) -> bytes:
+    def _identifier_bytes(request: C_FIND | C_MOVE | C_GET) -> bytes:
         """The request's encoded identifier (at most ``MAX_IDENTIFIER`` bytes, else 0xA700)."""
         spool = request.Identifier
         raw = b""
@@ -842,6 +917,126 @@ class StorageScp:
         if len(raw) > MAX_IDENTIFIER:
             raise FindError(OUT_OF_RESOURCES, "Identifier too large")
         return raw
+
+    def handle_move(self, event: Event) -> None:
+        """C-MOVE (PS3.4 C.4.2; ``adapters.dicom._retrieve``), dispatched by
+        ``_PromptAssociation._serve_request``: the handler sends every response itself."""
+        self.retrieve.serve(event, self._calling(event.assoc), self._retrieve_identifier)
+
+    def handle_get(self, event: Event) -> None:
+        """C-GET (PS3.4 C.4.3; ``adapters.dicom._retrieve``), as ``handle_move``."""
+        self.retrieve.serve(event, self._calling(event.assoc), self._retrieve_identifier)
+
+    def _retrieve_identifier(self, event: Event) -> Dataset:
+        raw = self._identifier_bytes(cast(C_MOVE | C_GET, event.request))
+        try:
+            return _decode(raw, event.context.transfer_syntax)
+        except Exception as exc:
+            raise FindError(UNABLE_TO_PROCESS, f"Cannot decode identifier: {exc}") from None
+
+    def _answers(
+        self, sop_class: str, identifier: Dataset, assoc: Association
+    ) -> Iterator[Dataset]:
+        """The pending responses' identifiers of a C-FIND."""
+        if sop_class == MODALITY_WORKLIST_FIND and self.worklist is not None:
+            yield from self.worklist.answers(identifier, *self._calling(assoc))
+            return
+        parsed = parse_identifier(sop_class, identifier)
+        for match in matches(self.store, parsed):
+            yield response(parsed, match, self.ae.ae_title)
+
+    # ------------------------------------------------------------------ N-services
+
+    def _n_dataset(self, event: Event, spool: Any) -> Dataset:
+        """An N-service request's data set (Attribute List, Modification List, Action
+        Information), structure-checked and decoded; an exception when it cannot be."""
+        raw = b""
+        if isinstance(spool, _Spool):
+            raw = spool.reader().read(MAX_N_DATASET + 1)
+            spool.discard()
+        elif spool is not None:
+            raw = spool.getvalue()
+        if len(raw) > MAX_N_DATASET:
+            raise ValueError("data set too large")
+        return _decode(raw, event.context.transfer_syntax) if raw else Dataset()
+
+    def _n_refused(self, what: str, event: Event, exc: Exception) -> Dataset:
+        """The failure response of an N-service request: the error's own status, else
+        0x0110 Processing failure (logged with its traceback)."""
+        if isinstance(exc, (MppsError, CommitmentError)):
+            log.warning(
+                "%s from %s refused 0x%04X: %s", what, self._peer(event.assoc), exc.status,
+                exc.comment,
+            )  # fmt: skip
+            return _failure(exc.status, exc.comment)
+        level = logging.WARNING if _expected(exc) else logging.ERROR
+        log.log(level, "%s from %s failed", what, self._peer(event.assoc), exc_info=True)
+        return _failure(PROCESSING_FAILURE, store_status(exc)[1])
+
+    def handle_n_create(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
+        """N-CREATE of a Modality Performed Procedure Step (PS3.4 F.7.2.1; ``_mpps``)."""
+        request = cast(N_CREATE, event.request)
+        given = str(request.AffectedSOPInstanceUID or "")
+        try:
+            if self.mpps is None:
+                raise MppsError(NO_SUCH_SOP_CLASS, "No such SOP Class")
+            try:
+                attributes = self._n_dataset(event, request.AttributeList)
+            except Exception as exc:
+                raise MppsError(INVALID_ATTRIBUTE_VALUE, f"Cannot decode: {exc}") from None
+            uid = self.mpps.create(given, attributes, *self._calling(event.assoc))
+        except Exception as exc:
+            return self._n_refused("N-CREATE", event, exc), None
+        answer = Dataset()
+        if not given:
+            answer.AffectedSOPInstanceUID = uid
+        return SUCCESS, answer
+
+    def handle_n_set(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
+        """N-SET of a Modality Performed Procedure Step (PS3.4 F.7.2.2; ``_mpps``)."""
+        request = cast(N_SET, event.request)
+        try:
+            if self.mpps is None:
+                raise MppsError(NO_SUCH_SOP_CLASS, "No such SOP Class")
+            try:
+                modifications = self._n_dataset(event, request.ModificationList)
+            except Exception as exc:
+                raise MppsError(INVALID_ATTRIBUTE_VALUE, f"Cannot decode: {exc}") from None
+            uid = str(request.RequestedSOPInstanceUID or "")
+            self.mpps.update(uid, modifications, *self._calling(event.assoc))
+        except Exception as exc:
+            return self._n_refused("N-SET", event, exc), None
+        return SUCCESS, None
+
+    def handle_n_action(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
+        """N-ACTION Request Storage Commitment (PS3.4 J.3.2.1; ``_commitment``): answered at
+        once; the N-EVENT-REPORT follows from a background thread."""
+        request = cast(N_ACTION, event.request)
+        try:
+            if self.commitment is None:
+                raise CommitmentError(NO_SUCH_SOP_CLASS, "No such SOP Class")
+            try:
+                info = self._n_dataset(event, request.ActionInformation)
+            except Exception as exc:
+                raise CommitmentError(INVALID_ARGUMENT, f"Cannot decode: {exc}") from None
+            checked = self.commitment.check(
+                request.ActionTypeID,
+                str(request.RequestedSOPInstanceUID or ""),
+                info,
+                *self._calling(event.assoc),
+            )
+        except Exception as exc:
+            return self._n_refused("N-ACTION", event, exc), None
+        dimse = event.assoc.dimse
+        if isinstance(dimse, _SpoolingDimse):
+            dimse.after_response(lambda: self._report(event.assoc, checked))
+        else:
+            self._report(event.assoc, checked)
+        return SUCCESS, None
+
+    def _report(self, assoc: Association, checked: CommitmentRequest) -> None:
+        if self.commitment is not None:
+            self.commitment.start_report(assoc, checked)
 
     def handle_ended(self, event: Event) -> None:
         """Association released, aborted or its connection closed: drop a partial transfer and
@@ -867,6 +1062,15 @@ class _FindState:
     raw: bytes = b""
     sent: int = 0
     audited: bool = False
+
+
+def _decode(raw: bytes, syntax: Any) -> Dataset:
+    """A received data set (C-FIND identifier, N-service data set) in the context's transfer
+    syntax, its element structure checked first (``_structure``); raises when malformed."""
+    check_structure(
+        BytesIO(raw), 0, len(raw), implicit=syntax.is_implicit_VR, little=syntax.is_little_endian
+    )
+    return decode(BytesIO(raw), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
 
 
 def _failure(status: int, text: str) -> Dataset:

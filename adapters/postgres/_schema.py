@@ -22,6 +22,8 @@ any database locale. Dates are ms since the epoch (UTC); open range ends are -2^
 
 from __future__ import annotations
 
+from hub.imaging.instance_rows import INDEXED_NAMES, INDEXES
+
 SCHEMA_VERSION = 1
 KEY = 200  # characters of a long text value that its index holds
 
@@ -165,15 +167,13 @@ STATEMENTS: tuple[str, ...] = (
 # Added after version 1, idempotent, run by ``PostgresDicomStore`` whenever it opens (so existing
 # databases gain them in place): the DICOM query keys beside the summary, and their indexes
 # (``hub.imaging.instance_rows.INDEXED_COLUMNS``), so C-FIND filters on indexes.
-DICOM_QUERY_COLUMNS: tuple[str, ...] = ("patient_id", "accession", "study_date", "modality")
 DICOM_QUERY_UPGRADE: tuple[str, ...] = (
     *(
         f"ALTER TABLE dicom_instance ADD COLUMN IF NOT EXISTS {name} {_T} NOT NULL DEFAULT ''"
-        for name in DICOM_QUERY_COLUMNS
+        for name in INDEXED_NAMES
     ),
-    "CREATE INDEX IF NOT EXISTS dicom_instance_series ON dicom_instance (series_uid)",
-    "CREATE INDEX IF NOT EXISTS dicom_instance_patient ON dicom_instance (patient_id)",
-    "CREATE INDEX IF NOT EXISTS dicom_instance_accession ON dicom_instance (accession)",
-    "CREATE INDEX IF NOT EXISTS dicom_instance_study_date ON dicom_instance (study_date)",
-    "CREATE INDEX IF NOT EXISTS dicom_instance_modality ON dicom_instance (modality, study_uid)",
+    *(
+        f"CREATE INDEX IF NOT EXISTS {name} ON dicom_instance ({columns})"
+        for name, columns in INDEXES
+    ),
 )

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from adapters.postgres._db import Database, WriteState
-from adapters.postgres._schema import DICOM_QUERY_COLUMNS, DICOM_QUERY_UPGRADE
+from adapters.postgres._schema import DICOM_QUERY_UPGRADE
 from hub.imaging.instance_rows import (
     CHANGE_TYPE,
     COLUMNS,
-    INDEXED_COLUMNS,
+    INDEXED_NAMES,
     KEPT_COLUMNS,
     PENDING_COLUMNS,
+    backfill_sql,
     find_sql,
     indexed_params,
     instance_match,
@@ -36,6 +37,7 @@ from hub.imaging.instance_rows import (
     kept_params,
     pending_study,
     stored_record,
+    upsert_sql,
     with_replacement,
 )
 from hub.ports import DicomInstanceRecord, InstanceMatch, InstanceQuery, PendingStudy, StoreResult
@@ -46,17 +48,7 @@ if TYPE_CHECKING:
 
 _UPGRADE_LOCK = 0x5049584844434D51  # pg_advisory_xact_lock key of the query-column upgrade
 _SELECT = f"SELECT {COLUMNS} FROM dicom_instance"
-_UPSERT = (
-    f"INSERT INTO dicom_instance ({COLUMNS}, {INDEXED_COLUMNS}) VALUES"
-    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (sop_uid) DO UPDATE SET study_uid = excluded.study_uid,"
-    " series_uid = excluded.series_uid, sop_class = excluded.sop_class,"
-    " ts_uid = excluded.ts_uid, blob_key = excluded.blob_key, sha256 = excluded.sha256,"
-    " size = excluded.size, version = excluded.version, received = excluded.received,"
-    " source = excluded.source, summary = excluded.summary,"
-    " patient_id = excluded.patient_id, accession = excluded.accession,"
-    " study_date = excluded.study_date, modality = excluded.modality"
-)
+_UPSERT = upsert_sql("%s")
 _KEEP_OLD = (
     "INSERT INTO dicom_instance_version"
     f" ({KEPT_COLUMNS})"
@@ -92,7 +84,7 @@ class PostgresDicomStore:
                     " WHERE table_name = 'dicom_instance' AND table_schema = current_schema()"
                 ).fetchall()
             }
-            missing = [name for name in DICOM_QUERY_COLUMNS if name not in present]
+            missing = [name for name in INDEXED_NAMES if name not in present]
             for statement in DICOM_QUERY_UPGRADE:
                 conn.execute(statement)
             if missing:
@@ -102,11 +94,7 @@ class PostgresDicomStore:
                 ]
                 if params:
                     with conn.cursor() as cur:
-                        cur.executemany(
-                            "UPDATE dicom_instance SET patient_id = %s, accession = %s,"
-                            " study_date = %s, modality = %s WHERE sop_uid = %s",
-                            params,
-                        )
+                        cur.executemany(backfill_sql("%s"), params)
 
     # ------------------------------------------------------------------ writes
 

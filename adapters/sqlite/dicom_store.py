@@ -32,11 +32,11 @@ from adapters.sqlite._time import format_ms, now_ms
 from hub.imaging.instance_rows import (
     CHANGE_TYPE,
     COLUMNS,
-    INDEXED_COLUMNS,
     INDEXED_NAMES,
     INDEXES,
     KEPT_COLUMNS,
     PENDING_COLUMNS,
+    backfill_sql,
     find_sql,
     indexed_params,
     instance_match,
@@ -45,6 +45,7 @@ from hub.imaging.instance_rows import (
     kept_params,
     pending_study,
     stored_record,
+    upsert_sql,
     with_replacement,
 )
 from hub.ports import DicomInstanceRecord, InstanceMatch, InstanceQuery, PendingStudy, StoreResult
@@ -88,17 +89,7 @@ DDL = (
 )
 
 _SELECT = f"SELECT {COLUMNS} FROM dicom_instance"
-_UPSERT = (
-    f"INSERT INTO dicom_instance ({COLUMNS}, {INDEXED_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (sop_uid) DO UPDATE SET study_uid = excluded.study_uid,"
-    " series_uid = excluded.series_uid, sop_class = excluded.sop_class,"
-    " ts_uid = excluded.ts_uid, blob_key = excluded.blob_key, sha256 = excluded.sha256,"
-    " size = excluded.size, version = excluded.version, received = excluded.received,"
-    " source = excluded.source, summary = excluded.summary,"
-    " patient_id = excluded.patient_id, accession = excluded.accession,"
-    " study_date = excluded.study_date, modality = excluded.modality"
-)
+_UPSERT = upsert_sql("?")
 _KEEP_OLD = (
     f"INSERT OR REPLACE INTO dicom_instance_version ({KEPT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
@@ -121,8 +112,7 @@ def _add_query_columns(conn: sqlite3.Connection) -> None:
     if missing:
         rows = conn.execute("SELECT sop_uid, summary FROM dicom_instance").fetchall()
         conn.executemany(
-            "UPDATE dicom_instance SET patient_id = ?, accession = ?, study_date = ?,"
-            " modality = ? WHERE sop_uid = ?",
+            backfill_sql("?"),
             [(*indexed_params(orjson.loads(summary)), sop) for sop, summary in rows],
         )
     for name, columns in INDEXES:

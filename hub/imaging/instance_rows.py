@@ -24,6 +24,7 @@ __all__ = [
     "INDEXES",
     "KEPT_COLUMNS",
     "PENDING_COLUMNS",
+    "backfill_sql",
     "find_sql",
     "indexed_params",
     "instance_match",
@@ -32,6 +33,7 @@ __all__ = [
     "kept_params",
     "pending_study",
     "stored_record",
+    "upsert_sql",
     "with_replacement",
 ]
 
@@ -45,15 +47,18 @@ KEPT_COLUMNS = "sop_uid, version, blob_key, sha256, size, received, source"
 PENDING_COLUMNS = "study_uid, generation, quiet_since_ms, flush_requested, replacements"
 
 # Query keys (DICOM PS3.4 C.6) kept beside the summary so queries filter on indexes: written
-# with every instance (``indexed_params``), added in place to existing tables.
-INDEXED_COLUMNS = "patient_id, accession, study_date, modality"
-INDEXED_NAMES = ("patient_id", "accession", "study_date", "modality")
+# with every instance (``indexed_params``), added in place to existing tables. ``patient_name``
+# is the alphabetic group of Patient Name in upper case, for name prefixes (``SMITH*``); engines
+# compare it byte-wise (SQLite's BINARY, PostgreSQL's ``"C"`` collation).
+INDEXED_NAMES = ("patient_id", "accession", "study_date", "modality", "patient_name")
+INDEXED_COLUMNS = ", ".join(INDEXED_NAMES)
 INDEXES = (
     ("dicom_instance_series", "series_uid"),
     ("dicom_instance_patient", "patient_id"),
     ("dicom_instance_accession", "accession"),
     ("dicom_instance_study_date", "study_date"),
     ("dicom_instance_modality", "modality, study_uid"),
+    ("dicom_instance_patient_name", "patient_name"),
 )
 _GROUP_KEY = {"PATIENT": "patient_id", "STUDY": "study_uid", "SERIES": "series_uid"}
 
@@ -161,14 +166,35 @@ def pending_study(row: Sequence[Any]) -> PendingStudy:
     )
 
 
-def indexed_params(summary: dict[str, Any]) -> tuple[str, str, str, str]:
+def upsert_sql(p: str) -> str:
+    """Insert an instance row (``COLUMNS`` then ``INDEXED_COLUMNS``, placeholder ``p``) or
+    replace every value of the row with that SOP Instance UID."""
+    names = [c.strip() for c in COLUMNS.split(",")] + list(INDEXED_NAMES)
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != "sop_uid")
+    values = ", ".join([p] * len(names))
+    return (
+        f"INSERT INTO dicom_instance ({', '.join(names)}) VALUES ({values})"
+        f" ON CONFLICT (sop_uid) DO UPDATE SET {updates}"
+    )
+
+
+def backfill_sql(p: str) -> str:
+    """Set the ``INDEXED_NAMES`` columns (then ``sop_uid``: ``indexed_params`` + the UID)."""
+    sets = ", ".join(f"{n} = {p}" for n in INDEXED_NAMES)
+    return f"UPDATE dicom_instance SET {sets} WHERE sop_uid = {p}"
+
+
+def indexed_params(summary: dict[str, Any]) -> tuple[str, ...]:
     """The ``INDEXED_COLUMNS`` values of an instance, from its header summary."""
     date = "".join(ch for ch in str(summary.get("study_date") or "") if ch.isdigit())[:8]
+    name = summary.get("patient_name")
+    alphabetic = str(name.get("alphabetic") or "") if isinstance(name, dict) else ""
     return (
         str(summary.get("patient_id") or ""),
         str(summary.get("accession_number") or ""),
         date,
         str(summary.get("modality") or ""),
+        alphabetic.upper(),
     )
 
 
@@ -206,6 +232,10 @@ def find_sql(
     if query.study_date_to:
         where.append(f"study_date <= {p}")
         params.append(query.study_date_to)
+    if query.patient_name_prefix:  # [prefix, prefix with its last character + 1)
+        prefix = query.patient_name_prefix
+        where.append(f"patient_name >= {p} AND patient_name < {p}")
+        params.extend((prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)))
     if query.level == "IMAGE":
         if after:
             where.append(f"sop_uid > {p}")

@@ -132,6 +132,7 @@ def _indexed(
         "study_date": date,
         "accession_number": accession,
         "modality": modality,
+        "patient_name": {"alphabetic": {"P1": "Smith^Anna", "P2": "Smithers^Bo"}.get(patient)},
     }
     return DicomInstanceRecord(
         sop_instance_uid=sop,
@@ -204,6 +205,11 @@ def test_find_filters_on_indexed_keys(archive: DicomInstanceStore) -> None:
     assert keys(InstanceQuery("SERIES", modalities=("MR",))) == ["1.1.2", "1.2.1"]
     assert keys(InstanceQuery("IMAGE", sop_uids=("2.1.1.1",))) == ["2.1.1.1"]
     assert keys(InstanceQuery("STUDY", patient_ids=("nobody",))) == []
+    # the upper-cased alphabetic name starts with the prefix (byte-wise on every engine)
+    assert keys(InstanceQuery("STUDY", patient_name_prefix="SMITH")) == ["1.1", "1.2", "2.1"]
+    assert keys(InstanceQuery("STUDY", patient_name_prefix="SMITH^")) == ["1.1", "1.2"]
+    assert keys(InstanceQuery("PATIENT", patient_name_prefix="SMITHERS")) == ["P2"]
+    assert keys(InstanceQuery("STUDY", patient_name_prefix="SMITZ")) == []
 
 
 def test_find_pages_by_key(archive: DicomInstanceStore) -> None:

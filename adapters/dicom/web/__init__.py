@@ -10,12 +10,21 @@ from fastapi import APIRouter
 
 from adapters.dicom._channel import dicom_store_of, make_ingest
 from adapters.dicom.web._access import DicomWeb
+from adapters.dicom.web._qido import routes as qido_routes
+from adapters.dicom.web._stow import routes as stow_routes
+from adapters.dicom.web._wado import routes as wado_routes
+from adapters.dicom.web._wado_uri import routes as wado_uri_routes
 from hub.blobs import open_blob_store
 from hub.channels import ChannelContext
 
 PREFIX = "/dicomweb"
 # Each DICOMweb service module builds its routes from the shared state: ``routes(web)``.
-ROUTES: list[Callable[[DicomWeb], APIRouter]] = []
+ROUTES: list[Callable[[DicomWeb], APIRouter]] = [
+    qido_routes,
+    stow_routes,
+    wado_routes,
+    wado_uri_routes,
+]
 
 
 def create_web_service(context: ChannelContext) -> APIRouter:
