@@ -51,6 +51,7 @@ import select
 import socket
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_GET_RSP, C_MOVE_RSP
 from pynetdicom.dimse_primitives import C_GET, C_MOVE, C_STORE
 from pynetdicom.dsutils import encode
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.events import Event
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import PresentationContext, build_context
@@ -392,7 +394,74 @@ def send_stored(
         log.exception("C-STORE of %s cut short; association aborted", instance.sop_instance_uid)
         assoc.abort()
         return None
+    if direct and isinstance(assoc.dul, _SenderDul) and assoc.dul.user_reads:
+        raw = _plain_socket(assoc)
+        if raw is not None:
+            return _read_response(assoc, raw, message_id, timeout)
     return _response(assoc, message_id, timeout)
+
+
+def _recv(raw: socket.socket, size: int, deadline: float) -> bytes | None:
+    """``size`` bytes from the socket, or ``None`` when it closes or ``deadline`` passes."""
+    buffer = bytearray(size)
+    view, got = memoryview(buffer), 0
+    while got < size:
+        wait = deadline - time.monotonic()
+        if wait <= 0 or not select.select([raw], [], [], wait)[0]:
+            return None
+        try:
+            n = raw.recv_into(view[got:], size - got)
+        except OSError:
+            return None
+        if not n:
+            return None
+        got += n
+    return bytes(buffer)
+
+
+def _command_fields(command: bytes) -> dict[int, bytes]:
+    """The elements of a Command Set (Implicit VR Little Endian, PS3.7 6.3.1) by element."""
+    fields, pos = {}, 0
+    while pos + 8 <= len(command):
+        _group, element, length = struct.unpack_from("<HHI", command, pos)
+        fields[element] = command[pos + 8 : pos + 8 + length]
+        pos += 8 + length
+    return fields
+
+
+def _read_response(
+    assoc: Association, raw: socket.socket, message_id: int, timeout: float
+) -> int | None:
+    """Read the C-STORE-RSP to ``message_id`` off our own association's socket in this thread
+    (its DUL does not read while ``_SenderDul.user_reads``): P-DATA-TF PDUs (PS3.8 9.3.5) until
+    a whole Command Set; its Status. ``None`` when nothing came for ``timeout`` s, or another
+    PDU came (A-ABORT, A-RELEASE-RQ): the caller aborts the association."""
+    command = bytearray()
+    while True:
+        deadline = time.monotonic() + timeout
+        header = _recv(raw, 6, deadline)
+        if header is None or header[0] != 0x04:
+            return None
+        body = _recv(raw, struct.unpack_from(">I", header, 2)[0], deadline)
+        if body is None:
+            return None
+        assoc.dul._idle_timer.restart()  # the network timeout counts from the last PDU read
+        pos = 0
+        while pos + 6 <= len(body):
+            (length,) = struct.unpack_from(">I", body, pos)
+            flags, data = body[pos + 5], body[pos + 6 : pos + 4 + length]
+            pos += 4 + length
+            if not flags & 0x01:
+                continue  # a data set fragment: a C-STORE-RSP has none
+            command += data
+            if flags & 0x02:
+                fields = _command_fields(bytes(command))
+                command.clear()
+                responding = fields.get(0x0120, b"")
+                status = fields.get(0x0900, b"")
+                if len(responding) == 2 and struct.unpack("<H", responding)[0] == message_id:
+                    return struct.unpack("<H", status)[0] if len(status) == 2 else None
+                log.warning("DICOM response ignored while waiting for a C-STORE-RSP")
 
 
 def _response(assoc: Association, message_id: int, timeout: float) -> int | None:
@@ -430,6 +499,29 @@ class _SenderDimse(DIMSEServiceProvider):
         return super().get_msg(block) if block else (None, None)
 
 
+class _SenderDul(DULServiceProvider):
+    """The DUL of our C-MOVE association: while ``user_reads``, it leaves the socket to the
+    sending thread, which reads each C-STORE-RSP itself (:func:`_read_response`: no hop through
+    the DUL thread, the DIMSE decoder and a queue for each sub-operation)."""
+
+    user_reads = False
+    _released: threading.Event | None = None
+
+    def leave_socket(self, timeout: float) -> bool:
+        """Stop reading, and return once a turn of the reactor has seen it (so no read of its
+        own is under way): ``False`` if that took longer than ``timeout`` s."""
+        self._released = threading.Event()
+        self.user_reads = True
+        return self._released.wait(timeout)
+
+    def _is_transport_event(self) -> bool:
+        if self.user_reads:
+            if self._released is not None:
+                self._released.set()
+            return False
+        return super()._is_transport_event()
+
+
 def _quiet_reactor(event: Event) -> None:
     """On a sending association's connection: :class:`_SenderDimse`, and its DUL polling the
     socket every ``SENDER_POLL`` s instead of every millisecond (half the time per sub-operation
@@ -437,6 +529,8 @@ def _quiet_reactor(event: Event) -> None:
     assoc = event.assoc
     if type(assoc.dimse) is DIMSEServiceProvider:
         assoc.dimse.__class__ = _SenderDimse
+    if type(assoc.dul) is DULServiceProvider:
+        assoc.dul.__class__ = _SenderDul
     assoc.dul._run_loop_delay = SENDER_POLL
 
 
@@ -587,6 +681,8 @@ class _MoveLink:
                 assoc.dul.socket.close()  # pynetdicom leaves a failed request's socket open
             return False
         self.assoc, self.accepted = assoc, storage_contexts(assoc)
+        if isinstance(assoc.dul, _SenderDul) and not assoc.dul.leave_socket(r.timeout):
+            assoc.dul.user_reads = False  # its reactor is stuck: keep reading through it
         return True
 
     def send(self, instance: Instance, message_id: int, originator: tuple[str, int]) -> int | None:
@@ -619,6 +715,8 @@ class _MoveLink:
         assoc, self.assoc = self.assoc, None
         if assoc is None:
             return
+        if isinstance(assoc.dul, _SenderDul):
+            assoc.dul.user_reads = False  # the DUL reads the A-RELEASE-RP
         try:
             if abort or _association_gone(assoc):
                 assoc.abort()

@@ -72,7 +72,7 @@ def test_the_store_response_is_encoded_as_pynetdicom_encodes_it() -> None:
     from pynetdicom.dimse_messages import C_STORE_RSP
     from pynetdicom.dimse_primitives import C_STORE
 
-    from adapters.dicom._scp import _store_response
+    from adapters.dicom._scp import _plain_response as _store_response
 
     for instance in ("1.2.3.44", "1.2.3.4"):  # odd and even lengths (NUL padding)
         for status in (0x0000, 0xB000):
@@ -88,6 +88,28 @@ def test_the_store_response_is_encoded_as_pynetdicom_encodes_it() -> None:
             assert context_id == 1 and pdv == b"\x03" + (_store_response(rsp) or b"")
     rsp.ErrorComment = "refused"  # anything beyond a status is left to pynetdicom
     assert _store_response(rsp) is None
+
+
+def test_a_find_response_is_encoded_as_pynetdicom_encodes_it() -> None:
+    from io import BytesIO
+
+    from pynetdicom.dimse_messages import C_FIND_RSP
+    from pynetdicom.dimse_primitives import C_FIND
+
+    from adapters.dicom._scp import _plain_response
+
+    for identifier in (BytesIO(b"\x08\x00\x52\x00\x06\x00\x00\x00STUDY "), None):
+        for status in (0xFF00, 0x0000, 0xFE00):
+            rsp = C_FIND()
+            rsp.MessageIDBeingRespondedTo = 3
+            rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.2.2.1"
+            rsp.Status = status
+            rsp.Identifier = identifier
+            message = C_FIND_RSP()
+            message.primitive_to_message(rsp)
+            pdatas = list(message.encode_msg(1, 16384))
+            command = pdatas[0].presentation_data_value_list[0][1]
+            assert command == b"\x03" + (_plain_response(rsp) or b"")
 
 
 def test_each_association_gets_its_own_copy_of_the_supported_contexts() -> None:
