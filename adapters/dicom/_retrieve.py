@@ -44,6 +44,7 @@ responses (pynetdicom's encoding of each command cost more than the rest of the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -717,6 +718,8 @@ class _MoveLink:
             return
         if isinstance(assoc.dul, _SenderDul):
             assoc.dul.user_reads = False  # the DUL reads the A-RELEASE-RP
+        transport = assoc.dul.socket
+        raw = transport.socket if transport is not None else None
         try:
             if abort or _association_gone(assoc):
                 assoc.abort()
@@ -724,6 +727,12 @@ class _MoveLink:
                 assoc.release()
         except Exception:
             log.exception("closing the association to %s", self.destination.ae_title)
+        finally:
+            # pynetdicom 3.0 leaves the socket open when the peer has already gone (its
+            # shutdown raises ENOTCONN before close): close it here
+            if raw is not None:
+                with contextlib.suppress(OSError):
+                    raw.close()
 
 
 class Retrieve:

@@ -47,12 +47,6 @@ from tests.integration.dicom.dicom_support import (
 from tests.integration.dicom.test_dicom_audit import journal
 
 RETRIEVE_PEERS = [*PEERS, "MOVESCU", "GETSCU"]
-# pynetdicom 3.0.4 leaves the socket of a refused TCP connection unclosed (transport.py: its
-# ``_shutdown_socket`` calls ``shutdown`` first, which raises ENOTCONN, so ``close`` never runs);
-# the garbage collector closes it, with a ResourceWarning the tests would otherwise fail on.
-REFUSED_CONNECTION_SOCKET = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
-)
 
 # A pynetdicom storage SCP in its own process: ``port delay die_after stall_first``. It sleeps
 # ``delay`` s per C-STORE, exits the process (no response) on C-STORE number ``die_after + 1``,
@@ -393,7 +387,6 @@ def test_unknown_destination_and_unknown_caller(world: World) -> None:
     assert moved.status == "0xa801", moved.log[-3000:]
 
 
-@REFUSED_CONNECTION_SOCKET
 def test_destination_refusing_or_unreachable(world: World) -> None:
     for dest in ("REFUSER", "GONE"):
         moved = movescu(
@@ -404,7 +397,6 @@ def test_destination_refusing_or_unreachable(world: World) -> None:
         assert "Failed SOP Instance UID List" in moved.log or "(0008,0058)" in moved.log
 
 
-@REFUSED_CONNECTION_SOCKET
 def test_destination_vanishing_mid_move(world: World) -> None:
     process = peer(world.ports["DYING"], die_after=2)
     try:
