@@ -278,9 +278,15 @@ def main() -> None:
         for name in args.servers:
             run = work / name
             destination = Storescp(run, fork=False)
-            server: Any = (
-                PixelHub(run, destination) if name == "pixelhub" else OrthancPeer(run, destination)
-            )
+            try:
+                server: Any = (
+                    PixelHub(run, destination)
+                    if name == "pixelhub"
+                    else OrthancPeer(run, destination)
+                )
+            except BaseException:
+                destination.stop()  # a server that did not start leaves no storescp behind
+                raise
             try:
                 started = time.monotonic()
                 send(server, finds, 4)
