@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from hub.audit import AuditIndexer, AuditTrail
 from hub.audit.setup import audit_indexer, open_trail
 from hub.audit.worker import IndexerProcess
 from hub.auth import AccessPolicy, Principal
+from hub.blobs import open_blob_store
 from hub.channels import Channel, ChannelContext, enabled_channels, enabled_web_services
 from hub.config import Settings
 from hub.engines import open_engine
@@ -22,6 +24,7 @@ from hub.fhir.capability import capability_statement
 from hub.fhir.service import FhirService, ServiceOptions
 from hub.health import HealthCheck
 from hub.http.app import create_app
+from hub.http.binaries import NativeBinaries, installed_inspector
 from hub.http.deps import HubState
 from hub.http.metrics import HttpMetrics
 from hub.imaging import OrderLinkingProjector, StudyAggregator
@@ -215,6 +218,13 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         metrics=metrics,
         auth_server=auth_server,
         audit=audit,
+        binaries=NativeBinaries(
+            open_blob_store(settings.data_dir),
+            Path(settings.data_dir) / "binary-spool",
+            max_bytes=settings.binary_max_bytes,
+            max_json_bytes=settings.max_body_bytes,
+            inspector=installed_inspector(),
+        ),
     )
     context = ChannelContext(settings, service, engine, policy, runner.notify, audit)
     web_services = [factory(context) for factory in enabled_web_services(settings).values()]

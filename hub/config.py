@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     smart_issuer: str | None = None
     access_token_lifetime: int = Field(300, ge=30, le=3600)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # A Binary posted in its native format (binary.html#rest): streamed to the blob store.
+    binary_max_bytes: int = Field(2 * 1024**3, ge=1024)
     default_page_size: int = Field(50, ge=1, le=1000)
     max_page_size: int = Field(1000, ge=1, le=10000)
     referential_integrity: bool = True
@@ -101,6 +103,12 @@ class Settings(BaseSettings):
     audit_retention_days: float | None = Field(None, gt=0)  # None: keep forever
     # index AuditEvents in a worker process (hub/audit/worker.py), for hosts with cores to spare
     audit_index_process: bool = False
+    # Encounter-based uploads (issue 10, POST /media): the largest file, streamed to disk as it
+    # arrives; the most pixels an image may declare before it is refused as a decompression
+    # bomb; the ologies whose captures are also wrapped as DICOM (or a request's wrap=dicom).
+    media_max_upload_bytes: int = Field(2 * 1024**3, ge=1024)
+    media_max_pixels: int = Field(120_000_000, ge=10_000)
+    media_dicom_wrapping: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Channels to serve besides HTTP (e.g. "dicom,hl7v2"); absent = every installed channel.
     channels: Annotated[list[str] | None, NoDecode] = None
 
@@ -146,6 +154,7 @@ class Settings(BaseSettings):
         "dicom_allowed_peers",
         "dicom_destinations",
         "hl7_allowed_peers",
+        "media_dicom_wrapping",
         mode="before",
     )
     @classmethod

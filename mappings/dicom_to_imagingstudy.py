@@ -71,6 +71,7 @@ __all__ = [
     "dicom_to_specimen",
     "extract_instance_summary",
     "issuer_system",
+    "r4_modality",
 ]
 
 V2_0203: Final = "http://terminology.hl7.org/CodeSystem/v2-0203"
@@ -205,7 +206,8 @@ def _performers(instances: Sequence[InstanceSummary]) -> list[dict[str, Any]]:
     return performers
 
 
-def _r4_modality(modality: str) -> str:
+def r4_modality(modality: str) -> str:
+    """The DCM code R4 knows for a Modality (0008,0060) value (``R4_DCM_MODALITIES``)."""
     # Missing (some secondary captures omit the Type 1 attribute) or unknown to R4's DCM: OT.
     return modality if modality in R4_DCM_MODALITIES else "OT"
 
@@ -251,7 +253,7 @@ def _series(
     series: dict[str, Any] = {"uid": uid}
     if numbers:
         series["number"] = min(n for n in numbers if n is not None)
-    series["modality"] = _modality_coding(_r4_modality(_first(i.modality for i in instances) or ""))
+    series["modality"] = _modality_coding(r4_modality(_first(i.modality for i in instances) or ""))
     description = _first(i.series_description for i in instances)
     if description:
         series["description"] = description
@@ -370,7 +372,7 @@ def dicom_to_imagingstudy(
     study["status"] = "available"
     # The union of the series' Modality (0008,0060), never Modalities in Study (0008,0061).
     modalities = {
-        _r4_modality(_first(i.modality for i in by_series[uid]) or "") for uid in series_uids
+        r4_modality(_first(i.modality for i in by_series[uid]) or "") for uid in series_uids
     }
     study["modality"] = [_modality_coding(m) for m in sorted(modalities)]
     study["subject"] = {"reference": patient_reference}

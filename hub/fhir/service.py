@@ -43,6 +43,7 @@ from hub.errors import (
     Unprocessable,
 )
 from hub.fhir import bundles
+from hub.fhir.binary import check_not_reserved
 from hub.fhir.references import iter_reference_holders, parse_local, strip_base
 from hub.fhir.validation import check_depth, validate_resource
 from hub.ports import Engine, HistoryPage, StoredResource, Transaction
@@ -374,6 +375,7 @@ class FhirService:
         self._resolve_references(uow, resource, principal)
         if uow.validate:
             validate_resource(resource, resource_type)
+            check_not_reserved(resource)
         stored = uow.tx.put(
             resource_type,
             rid,

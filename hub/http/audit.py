@@ -6,7 +6,9 @@ the response (each ``Patient/<id>`` reference or Patient resource in it, so a se
 patients of all its matches: BALP "patient" variants), the resource from the path or
 ``Location``, and the query of a search; then journals the event and only then sends the answer.
 Denied (403), refused (401) and failed requests are recorded too. ``/fhir/metadata`` and
-``.well-known`` are public discovery documents and not recorded.
+``.well-known`` are public discovery documents and not recorded. A response that is not JSON (a
+``Binary`` read in its native format) is recorded as soon as it starts and then streamed, never
+held in memory.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ _PATIENT_RES = re.compile(rb'"resourceType":"Patient","id":"([A-Za-z0-9\-.]{1,64
 _BUNDLE_TYPE = re.compile(rb'"type":"(transaction|batch)-response"')
 _DIAGNOSTICS = re.compile(rb'"diagnostics":"((?:[^"\\]|\\.){0,500})"')
 _UNAUDITED = ("metadata", ".well-known")
+
+
+def _is_json(start: Message) -> bool:
+    """Whether a response is JSON (read whole to find its patients) rather than content."""
+    headers = dict(start.get("headers", []))
+    return b"json" in headers.get(b"content-type", b"application/json")
 
 
 def classify(method: str, path: str) -> tuple[str, str | None, str | None] | None:
@@ -101,26 +109,50 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         held: list[Message] = []
+        passing = False  # a native Binary's bytes: recorded at the start, then streamed
+        refused = False
 
         async def hold(message: Message) -> None:
+            nonlocal passing, refused
+            if passing:
+                if not refused:
+                    await send(message)
+                return
             held.append(message)
+            if message["type"] == "http.response.start" and not _is_json(message):
+                passing = True
+                refused = not await self._record_or_refuse(scope, kind, held, send)
+                if not refused:
+                    for kept in held:
+                        await send(kept)
 
         try:
             await self.app(scope, receive, hold)
         finally:
-            try:
-                await self._record(scope, kind, held)
-            except AuditUnavailable as exc:  # refuse rather than answer unrecorded
-                held = [
-                    {
-                        "type": "http.response.start",
-                        "status": exc.status,
-                        "headers": [(b"content-type", b"application/fhir+json")],
-                    },
-                    {"type": "http.response.body", "body": orjson.dumps(exc.operation_outcome())},
-                ]
-        for message in held:
-            await send(message)
+            if not passing and await self._record_or_refuse(scope, kind, held, send):
+                for message in held:
+                    await send(message)
+
+    async def _record_or_refuse(
+        self, scope: Scope, kind: tuple[str, str | None, str | None], held: list[Message],
+        send: Send,
+    ) -> bool:  # fmt: skip
+        """Record the event; when the journal cannot be written, send the refusal instead (the
+        interaction is refused rather than answered unrecorded) and return ``False``."""
+        try:
+            await self._record(scope, kind, held)
+        except AuditUnavailable as exc:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": exc.status,
+                    "headers": [(b"content-type", b"application/fhir+json")],
+                }
+            )
+            body = orjson.dumps(exc.operation_outcome())
+            await send({"type": "http.response.body", "body": body})
+            return False
+        return True
 
     async def _record(
         self, scope: Scope, kind: tuple[str, str | None, str | None], held: list[Message]

@@ -11,6 +11,7 @@ from hub.audit import AuditTrail
 from hub.auth import AccessPolicy, Principal
 from hub.errors import PayloadTooLarge
 from hub.fhir.service import FhirService
+from hub.http.binaries import NativeBinaries
 from hub.smart import AuthorizationServer
 
 
@@ -26,6 +27,7 @@ class HubState:
     metrics: Any  # hub.http.metrics.HttpMetrics
     auth_server: AuthorizationServer | None = None  # SMART token endpoints (hub.smart)
     audit: AuditTrail | None = None  # the audit trail every door writes to (hub.audit)
+    binaries: NativeBinaries | None = None  # Binary content in the blob store (hub.http.binaries)
 
     async def read_body(self, request: Request) -> bytes:
         """The request body, refused with 413 as soon as it passes ``max_body_bytes``."""

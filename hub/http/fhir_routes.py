@@ -18,6 +18,7 @@ from hub.fhir import bundles
 from hub.fhir.service import FhirService, WriteResult
 from hub.fhir.transaction import BundleProcessor, PreferReturn
 from hub.http import openapi
+from hub.http.binaries import is_native
 from hub.http.deps import HubState, authenticate, hub_state
 from hub.http.openapi import IF_MATCH, IF_NONE_EXIST, IF_NONE_MATCH, PREFER, operation
 from hub.ports import StoredResource
@@ -86,6 +87,12 @@ async def read_json(request: Request, state: HubState, *, patch: bool = False) -
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest.at(f"The body is not valid JSON: {exc}") from None
+
+
+def _is_json(request: Request) -> bool:
+    """A FHIR JSON body (or one that does not say, as ``read_json`` accepts)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return not ctype or ctype in _JSON_TYPES
 
 
 def _written(state: HubState, request: Request, result: WriteResult) -> Response:
@@ -195,7 +202,11 @@ async def search_type_post(
 async def create(
     resource_type: ResourceType, request: Request, state: StateDep, principal: PrincipalDep
 ) -> Response:
-    """create, conditional with If-None-Exist (http.html#create)."""
+    """create, conditional with If-None-Exist (http.html#create); a Binary in its native format
+    is streamed to the blob store (binary.html#rest, ``hub.http.binaries``)."""
+    if resource_type == "Binary" and state.binaries is not None and not _is_json(request):
+        written = await state.binaries.create(request, _service(state), principal)
+        return _written(state, request, written)
     body = await read_json(request, state)
     if_none_exist = request.headers.get("if-none-exist")
     result = await run_in_threadpool(
@@ -255,12 +266,16 @@ async def read(
     state: StateDep,
     principal: PrincipalDep,
 ) -> Response:
-    """read (http.html#read), honouring If-None-Match with 304."""
+    """read (http.html#read), honouring If-None-Match with 304; a Binary is answered in its
+    native format unless FHIR JSON is asked for (binary.html#rest)."""
     stored = await run_in_threadpool(_service(state).read, principal, resource_type, rid)
     headers = _resource_headers(state, stored)
     if request.headers.get("if-none-match") == headers["ETag"]:
         return Response(status_code=304, headers=headers)
     assert stored.data is not None
+    if resource_type == "Binary" and state.binaries is not None:
+        native = is_native(request)
+        return await run_in_threadpool(state.binaries.response, stored, native, headers)
     return fhir_response(stored.data, 200, headers)
 
 

@@ -21,7 +21,9 @@ Context = Literal["patient", "user", "system"]
 V2_ORDER = "cruds"
 # Types a ``*`` scope does not reach: auditors get ``user/AuditEvent.rs``, patients
 # ``patient/AuditEvent.rs`` ("who looked at my images"), clinicians' ``user/*.rs`` does not read it.
-EXPLICIT_ONLY = frozenset({"AuditEvent"})
+# ``Binary`` also holds the originals of uploaded media, with their EXIF and GPS (issue 10): viewers
+# get the metadata-free renditions, the originals need a scope that names ``Binary``.
+EXPLICIT_ONLY = frozenset({"AuditEvent", "Binary"})
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _SCOPE = re.compile(
     r"^(?P<context>patient|user|system)/(?P<type>\*|[A-Z][A-Za-z]*)\.(?P<perms>[a-z*]+)"
@@ -42,7 +44,7 @@ class ResourceScope:
 
     def covers(self, resource_type: str, permission: str) -> bool:
         """True when this scope names ``resource_type`` and grants ``permission``. A wildcard
-        never covers ``EXPLICIT_ONLY`` types: the audit log needs its own scope."""
+        never covers ``EXPLICIT_ONLY`` types: the audit log and originals need their own scope."""
         if self.resource_type == "*":
             return resource_type not in EXPLICIT_ONLY and permission in self.permissions
         return self.resource_type == resource_type and permission in self.permissions

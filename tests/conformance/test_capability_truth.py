@@ -13,6 +13,7 @@ and not the other one.
 
 from __future__ import annotations
 
+import base64
 import functools
 import itertools
 import re
@@ -362,8 +363,13 @@ def test_type_interactions(world: World, rtype: str, collect_for_validation: Any
     again = c.post(f"/fhir/{rtype}", json=body, headers={"If-None-Exist": f"_tag={tag}"})
     assert again.status_code == 200 and again.json()["id"] == rid, again.text
 
-    r = c.get(f"/fhir/{rtype}/{rid}")
+    # A Binary is read in its native format unless FHIR JSON is asked for (binary.html#rest)
+    r = c.get(f"/fhir/{rtype}/{rid}", headers={"Accept": "application/fhir+json"})
     assert r.status_code == 200 and r.json() == created and r.headers["etag"] == 'W/"1"'
+    if rtype == "Binary":
+        native = c.get(f"/fhir/{rtype}/{rid}")
+        assert native.headers["content-type"].startswith(created["contentType"])
+        assert native.content == base64.b64decode(created.get("data", ""))
     done.add("read")
 
     updated = {**created, "language": "en", "meta": body["meta"]}

@@ -108,15 +108,19 @@ class WebHub:
         assert r.status_code in (200, 204), r.text
 
 
-def start_web_hub(data_dir: Path) -> WebHub:
+def start_web_hub(
+    data_dir: Path, *, channels: str = "dicom,dicomweb", extra_env: dict[str, str] | None = None
+) -> WebHub:
+    """``pixelhub serve`` with ``channels`` on free ports (``extra_env``: more settings)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "PIXELHUB_AUTH_TOKENS": TOKEN,
-        "PIXELHUB_CHANNELS": "dicom,dicomweb",
+        "PIXELHUB_CHANNELS": channels,
         "PIXELHUB_DICOM_AGGREGATION_QUIET_SECONDS": "0.5",
         "PIXELHUB_DICOM_ALLOWED_PEERS": "DCMSEND,PYSCU",  # WADO tests load data over C-STORE
         "PIXELHUB_DICOM_WEB_MAX_STORE_BYTES": str(MAX_STORE),
+        **(extra_env or {}),
     }
     log = open(data_dir.parent / "serve.log", "wb")  # noqa: SIM115 (closed with the process)
     process = subprocess.Popen(
