@@ -217,9 +217,8 @@ class MediaService:
         """Open the bytes as what they are: decoded in full for images (the pixel limit first)."""
         limit = self.settings.media_max_pixels
         if detected.kind == "image":
-            facts = _images.inspect(path, max_pixels=limit)
+            facts, views = _images.examine(path, max_pixels=limit)
             device = " ".join(p for p in (facts.make, facts.model) if p) or None
-            views = _images.render_views(path, max_pixels=limit)
             return _Facts(facts.captured, device, views, (facts.make or "", facts.model or ""))
         if detected.kind == "video":
             _images.video_facts(path)  # opens the container: 422 when it is not one

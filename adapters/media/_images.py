@@ -134,17 +134,6 @@ def _facts(img: Image.Image) -> ImageFacts:
     )
 
 
-def inspect(path: str, *, max_pixels: int = MAX_PIXELS) -> ImageFacts:
-    """Check an image (pixel limit, full decode of the first frame) and read its EXIF.
-
-    ``width``/``height`` are the stored pixel size, before EXIF orientation (for HEIF after the
-    container's rotation and mirror, which libheif applies on decoding, ISO/IEC 23008-12 6.5).
-    """
-    with _open(path, max_pixels) as img:
-        _load(img)
-        return _facts(img)
-
-
 def _to_rgb(img: Image.Image) -> Image.Image:
     """8-bit RGB: alpha composited on white, 16-bit and float grey stretched to their maximum."""
     if img.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
@@ -177,11 +166,19 @@ def _views(img: Image.Image, thumbnail: int, preview: int) -> tuple[bytes, bytes
     return _jpeg(rgb), large
 
 
-def render_views(
+def examine(
     path: str, *, max_pixels: int = MAX_PIXELS, thumbnail: int = 256, preview: int = 1600
-) -> tuple[bytes, bytes]:
-    """(thumbnail JPEG, preview JPEG) of an image, upright (EXIF 0x0112) and metadata-free."""
+) -> tuple[ImageFacts, tuple[bytes, bytes]]:
+    """Check an image and make its views in one decode: the pixel limit from the header, EXIF,
+    then every pixel of the first frame decoded (a JPEG at the smallest DCT scale still as large
+    as the preview, which reads all its entropy-coded data: a truncated or corrupt stream fails
+    here), and the (thumbnail JPEG, preview JPEG), upright (EXIF 0x0112) and metadata-free.
+
+    ``width``/``height`` are the stored pixel size, before EXIF orientation (for HEIF after the
+    container's rotation and mirror, which libheif applies on decoding, ISO/IEC 23008-12 6.5).
+    """
     with _open(path, max_pixels) as img:
+        facts = _facts(img)
         if img.format == "JPEG":
             img.draft(img.mode, (preview, preview))  # DCT scaling: decode no more than needed
         _load(img)
@@ -190,9 +187,21 @@ def render_views(
         except _PIL_ERRORS as exc:
             raise Unprocessable(f"corrupt image: {exc}") from exc
         try:
-            return _views(upright, thumbnail, preview)
+            return facts, _views(upright, thumbnail, preview)
         except _PIL_ERRORS as exc:  # e.g. a colour space Pillow cannot turn into RGB
             raise Unprocessable(f"cannot render image: {exc}") from exc
+
+
+def inspect(path: str, *, max_pixels: int = MAX_PIXELS) -> ImageFacts:
+    """The checks and EXIF facts of ``examine``."""
+    return examine(path, max_pixels=max_pixels)[0]
+
+
+def render_views(
+    path: str, *, max_pixels: int = MAX_PIXELS, thumbnail: int = 256, preview: int = 1600
+) -> tuple[bytes, bytes]:
+    """The (thumbnail, preview) JPEGs of ``examine``."""
+    return examine(path, max_pixels=max_pixels, thumbnail=thumbnail, preview=preview)[1]
 
 
 # --- JPEG streams (ITU-T T.81 B.1.1.3 markers, B.2 syntax) -----------------------------------
