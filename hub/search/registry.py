@@ -130,6 +130,28 @@ _TEXT_DEFINITIONS = tuple(
 )
 
 
+# PixelHub's own parameters (canonical URLs under ``urn:pixelhub:SearchParameter:``): a patient's
+# captures (DocumentReference, issue 10) answer the same ``modality`` and ``bodysite`` searches as
+# ImagingStudy; the codes are those of ``context.event`` (mappings/media_to_documentreference.md).
+_PIXELHUB_DEFINITIONS = (
+    SearchParameterDef(
+        url="urn:pixelhub:SearchParameter:DocumentReference-modality",
+        base="DocumentReference",
+        code="modality",
+        type="token",
+        expression="DocumentReference.context.event.coding"
+        ".where(system='http://dicom.nema.org/resources/ontology/DCM')",
+    ),
+    SearchParameterDef(
+        url="urn:pixelhub:SearchParameter:DocumentReference-bodysite",
+        base="DocumentReference",
+        code="bodysite",
+        type="token",
+        expression="DocumentReference.context.event.coding.where(system='http://snomed.info/sct')",
+    ),
+)
+
+
 def _load_definitions() -> list[SearchParameterDef]:
     raw = resources.files("conformance").joinpath("search_parameters.json").read_bytes()
     out = []
@@ -150,11 +172,11 @@ def _load_definitions() -> list[SearchParameterDef]:
                 ),
             )
         )
-    return [*out, *_TEXT_DEFINITIONS]
+    return [*out, *_TEXT_DEFINITIONS, *_PIXELHUB_DEFINITIONS]
 
 
 @functools.cache
 def default_registry() -> SearchParameterRegistry:
     """The registry of the official R4 parameters for every served type, with ``_content`` and
-    ``_text`` (``TEXT_PARAMS``), loaded once."""
+    ``_text`` (``TEXT_PARAMS``) and PixelHub's own (``_PIXELHUB_DEFINITIONS``), loaded once."""
     return SearchParameterRegistry(_load_definitions())

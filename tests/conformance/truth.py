@@ -473,7 +473,10 @@ class Generator:
                 return Leaf({"match": present, "other": None, "base": None}, "true")
             if t in ("Coding", "CodeableConcept", "Identifier"):
                 values = {r: self.value_of(t, None, r, tag=tags[r]) for r in ROLES}
-                return Leaf(values, f"{SYSTEM}|{tags['match']}")
+                system = dict(step.fixed).get("system", SYSTEM)  # ``coding.where(system='x')``
+                if t == "Coding" and system != SYSTEM:
+                    values = {r: {**v, "system": system} for r, v in values.items()}
+                return Leaf(values, f"{system}|{tags['match']}")
             if t == "ContactPoint":
                 fixed = dict(step.fixed)
                 values = {

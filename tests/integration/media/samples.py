@@ -54,10 +54,14 @@ def png_bomb(side: int = 30000) -> bytes:
     return out.getvalue()
 
 
-def mp4(frames: int = 30, size: tuple[int, int] = (320, 240)) -> bytes:
+def mp4(
+    frames: int = 30, size: tuple[int, int] = (320, 240), container_format: str = "mp4",
+    codec: str = "mpeg4",
+) -> bytes:  # fmt: skip
+    """A short clip: MPEG-4 in MP4 by default, or ``mov``/``webm`` with a codec they carry."""
     out = io.BytesIO()
-    with av.open(out, "w", format="mp4") as container:
-        stream = container.add_stream("mpeg4", rate=15)
+    with av.open(out, "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=15)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
         for i in range(frames):
@@ -131,3 +135,11 @@ def padded_mp4_chunks(megabytes: int, chunk: int = 1 << 20) -> tuple[int, object
             left -= chunk
 
     return len(clip) + padding, chunks()
+
+
+def mov() -> bytes:
+    return mp4(container_format="mov", codec="h264")
+
+
+def webm() -> bytes:
+    return mp4(container_format="webm", codec="libvpx")

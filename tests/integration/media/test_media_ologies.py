@@ -65,12 +65,14 @@ def test_each_ology_lands_in_the_patients_timeline(
     if mime == "image/jpeg":  # captured 2026-11-27 (EXIF)
         assert [d["id"] for d in documents(media_hub, **mine, period="2026-11-27")] == [doc["id"]]
         assert documents(media_hub, **mine, period="2026-11-26") == []
+    # the same modality and bodysite parameters as ImagingStudy (PixelHub SearchParameters)
     if modality:
-        found = documents(media_hub, **mine, event=f"{DCM}|{modality}")
-        assert [d["id"] for d in found] == [doc["id"]]
+        for params in ({"modality": f"{DCM}|{modality}"}, {"event": f"{DCM}|{modality}"}):
+            assert [d["id"] for d in documents(media_hub, **mine, **params)] == [doc["id"]]
+        assert documents(media_hub, **mine, modality=f"{DCM}|CT") == []
     if site:
         site_code = next(c for s, c in codes(doc["context"]["event"]) if s == SCT)
-        found = documents(media_hub, **mine, event=f"{SCT}|{site_code}")
+        found = documents(media_hub, **mine, bodysite=f"{SCT}|{site_code}")
         assert [d["id"] for d in found] == [doc["id"]]
     assert documents(media_hub, **mine, category="urn:pixelhub:ology|nothing") == []
     if ology == "ophthalmology":  # the department policy of the served hub wraps these
@@ -78,6 +80,10 @@ def test_each_ology_lands_in_the_patients_timeline(
         assert study["subject"]["reference"] == record.patient
         # no Ophthalmic Photography IOD yet: a VL Photographic Image (XC) for now
         assert study["series"][0]["modality"]["code"] == "XC"
+        with media_hub.http() as c:  # the study answers the same patient + modality search
+            found = c.get("/fhir/ImagingStudy",
+                          params={**mine, "modality": f"{DCM}|XC"}).json()  # fmt: skip
+        assert [e["resource"]["id"] for e in found["entry"]] == [study["id"]]
 
 
 def test_a_wrapped_photo_is_a_dicom_study_like_any_other(

@@ -157,13 +157,23 @@ def test_an_upload_is_audited_with_its_patient(media_hub: WebHub, record: Record
 # --------------------------------------------------------------------------- other formats
 
 
-def test_a_video_gets_a_poster_frame(media_hub: WebHub, record: Record) -> None:
-    clip = samples.mp4()
-    r = upload(media_hub, clip, "scope.mp4", "video/mp4", patient=record.patient,
+@pytest.mark.parametrize(
+    ("sample", "filename", "mime"),
+    [
+        (samples.mp4, "scope.mp4", "video/mp4"),
+        (samples.mov, "IMG_0002.MOV", "video/quicktime"),
+        (samples.webm, "pocus.webm", "video/webm"),
+    ],
+)
+def test_a_video_gets_a_poster_frame(
+    media_hub: WebHub, record: Record, sample: Any, filename: str, mime: str
+) -> None:
+    clip = sample()
+    r = upload(media_hub, clip, filename, None, patient=record.patient,
                ology="endoscopy", modality="ES")  # fmt: skip
     assert r.status_code == 201, r.text
     doc = r.json()
-    assert rendition(doc, "original")["contentType"] == "video/mp4"
+    assert rendition(doc, "original")["contentType"] == mime
     assert doc["type"]["coding"][0]["code"] == "video"
     thumb = get(media_hub, rendition(doc, "thumbnail")["url"])
     assert Image.open(io.BytesIO(thumb.content)).size == (256, 192)
