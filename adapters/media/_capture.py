@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ from hub.auth import Principal
 from hub.blobs import open_blob_store
 from hub.channels import ChannelContext
 from hub.errors import Forbidden, Gone, NotFound, Unprocessable
+from hub.fhir.binary import blob_of
 from hub.fhir.service import WriteResult
 from hub.importers import ImportItem, available_importers
 from hub.ports import BlobStore
@@ -96,6 +98,8 @@ class MediaService:
         self.settings = context.settings
         self.blobs = blobs or open_blob_store(context.settings.data_dir)
         self.spool_dir = str(Path(context.settings.data_dir) / "media-spool")
+        self.views_dir = Path(context.settings.data_dir) / "media-views"
+        self._itself = context.peer("pixelhub-media", None)  # reads Binaries for their views
         base = context.service.options.base_url.rstrip("/")
         self.origin = base.removesuffix("/fhir")
 
@@ -413,7 +417,72 @@ class MediaService:
                 etag=f'"{key.rsplit("/", 1)[-1]}"',
             )
             return served, resource.get("subject", {}).get("reference", "")
+        if role != "original":  # a FHIR-native capture: views of the Binary it points to
+            binary = self._native_binary(resource)
+            if binary is not None:
+                return self._view_of(binary, role), resource.get("subject", {}).get("reference", "")
         raise NotFound(f"{DOCUMENT}/{doc_id} has no {role}")
+
+    def _native_binary(self, resource: dict[str, Any]) -> dict[str, Any] | None:
+        """The blob-backed ``Binary`` of a DocumentReference's first attachment that is one
+        (``Binary/<id>``, relative or under this base), read as PixelHub itself: the views made
+        of it carry none of its metadata, so they need no ``Binary`` scope."""
+        base = self.context.service.options.base_url.rstrip("/") + "/"
+        for content in resource.get("content", []):
+            url = str(content.get("attachment", {}).get("url", "")).removeprefix(base)
+            kind, _, rid = url.partition("/")
+            if kind != "Binary" or not rid or "/" in rid:
+                continue
+            try:
+                stored = self.context.service.read(self._itself, "Binary", rid)
+            except (NotFound, Gone):
+                return None
+            assert stored.data is not None
+            binary: dict[str, Any] = orjson.loads(stored.data)
+            return binary if blob_of(binary) else None
+        return None
+
+    def _view_of(self, binary: dict[str, Any], role: str) -> Served:
+        """The thumbnail or preview of a Binary's content, made once and kept under
+        ``<data dir>/media-views`` by the content's digest (422 when it cannot be rendered, 404
+        for a type that has no views)."""
+        key = blob_of(binary)
+        assert key is not None
+        digest = key.rsplit("/", 1)[-1]
+        cached = self.views_dir / f"{digest}.{role}.jpg"
+        if not cached.exists():
+            detected = _sniff.known(str(binary.get("contentType", "")))
+            if detected is None:
+                raise NotFound(f"Binary/{binary['id']} ({binary.get('contentType')}) has no {role}")
+            with self.blobs.open(key) as stream, self._as_file(stream) as path:
+                views = self._examine(path, detected).views
+            if views is None:
+                raise NotFound(f"Binary/{binary['id']} ({detected.mime}) has no {role}")
+            self.views_dir.mkdir(parents=True, exist_ok=True)
+            for name, data in zip(("thumbnail", "preview"), views, strict=True):
+                part = self.views_dir / f".{digest}.{name}.{uuid.uuid4().hex}"
+                part.write_bytes(data)
+                os.replace(part, self.views_dir / f"{digest}.{name}.jpg")
+        return Served(
+            stream=open(cached, "rb"),
+            content_type="image/jpeg",
+            size=cached.stat().st_size,
+            title=None,
+            etag=f'"{digest}.{role}"',
+        )
+
+    @contextmanager
+    def _as_file(self, stream: BinaryIO) -> Iterator[str]:
+        """A path to the blob's bytes: its own file when the store has one, else a copy."""
+        name = getattr(stream, "name", None)
+        if isinstance(name, str) and os.path.isfile(name):
+            yield name
+            return
+        os.makedirs(self.spool_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.spool_dir) as copy:
+            shutil.copyfileobj(stream, copy, 1024 * 1024)
+            copy.flush()
+            yield copy.name
 
 
 @dataclass(frozen=True)

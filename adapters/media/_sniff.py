@@ -92,6 +92,11 @@ def _found(mime: str) -> Detected:
     return Detected(mime, kind, extension)
 
 
+def known(mime: str) -> Detected | None:
+    """The ``Detected`` of a canonical type this module names (as ``detect`` returned it)."""
+    return _found(mime) if mime in _TYPES else None
+
+
 def _brand_type(brand: bytes, brands: set[bytes]) -> str | None:
     if brand in _HEIC_BRANDS or (brand in _HEIF_BRANDS and brands & _HEIC_BRANDS):
         return "image/heic"

@@ -5,11 +5,13 @@ and referenced from a ``DocumentReference`` in a transaction (binary.html#rest).
 from __future__ import annotations
 
 import base64
+import io
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.e2e.support import assert_valid_r4
 from tests.integration.dicomweb.conftest import WebHub
@@ -175,3 +177,28 @@ def test_a_big_binary_streams_both_ways_in_constant_memory(media_hub: WebHub) ->
     assert received == size
     grown = rss_peak(media_hub.process.pid) - before
     assert grown < 64 * 1024 * 1024, f"the server's peak memory grew by {grown >> 20} MB"
+
+
+def test_a_fhir_native_capture_has_metadata_free_views(media_hub: WebHub, record: Record) -> None:
+    photo = samples.phone_jpeg(1000, 800)
+    binary = post_binary(media_hub, photo, "image/jpeg").json()
+    document = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "subject": {"reference": record.patient},
+        "content": [{"attachment": {"contentType": "image/jpeg", "url": f"Binary/{binary['id']}"}}],
+    }
+    with media_hub.http() as c:
+        doc = c.post("/fhir/DocumentReference", json=document).json()
+    clinician = media_hub.token("user/*.rs")
+    with media_hub.http(clinician) as c:
+        assert c.get(f"/fhir/Binary/{binary['id']}").status_code == 403  # the original: no
+        for role, size in (("thumbnail", (256, 205)), ("preview", (1000, 800))):
+            for _ in range(2):  # made once, then served from where it was kept
+                view = c.get(f"/media/{doc['id']}/{role}")
+                assert view.status_code == 200, view.text
+                assert view.headers["content-type"] == "image/jpeg"
+                image = Image.open(io.BytesIO(view.content))
+                assert image.size == size
+                assert not image.getexif() and b"iPhone" not in view.content
+        assert c.get(f"/media/{doc['id']}/original").status_code == 403
