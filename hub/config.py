@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     media_max_upload_bytes: int = Field(2 * 1024**3, ge=1024)
     media_max_pixels: int = Field(120_000_000, ge=10_000)
     media_dicom_wrapping: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # IHE XDS.b / XDS-I.b under /xds (issue 11): this hub's Document Repository uniqueId and
+    # homeCommunityId (default: made once per data dir, <data dir>/xds-ids.json), and the largest
+    # SOAP request (MTOM documents are streamed to disk).
+    xds_repository_unique_id: str | None = None
+    xds_home_community_id: str | None = None
+    xds_max_request_bytes: int = Field(2 * 1024**3, ge=1024)
     # Channels to serve besides HTTP (e.g. "dicom,hl7v2"); absent = every installed channel.
     channels: Annotated[list[str] | None, NoDecode] = None
 

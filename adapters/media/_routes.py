@@ -10,7 +10,8 @@
 - ``GET /media/{id}/{original|preview|thumbnail}``: the bytes, for whoever may read the
   ``DocumentReference``; the original (with its EXIF and GPS) only with a scope naming
   ``Binary``. A FHIR-native capture (a DocumentReference pointing to a native ``Binary``) gets
-  its preview and thumbnail made from that Binary on first request. Sent with ``nosniff`` and a sandboxing CSP, so a hostile file cannot run as a page.
+  its preview and thumbnail made from that Binary on first request. Sent with ``nosniff`` and
+  a sandboxing CSP, so a hostile file cannot run as a page.
 
 Each request is one ``AuditEvent`` (BALP RESTful create/read, the patient as entity).
 """
