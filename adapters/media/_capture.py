@@ -161,6 +161,9 @@ class MediaService:
         self._check_references(principal, fields, resolved.patient_ref)
         assert upload.path is not None
         detected = self._detect(upload)
+        wrap = self._wants_wrap(fields)
+        if wrap and detected.kind != "image" and detected.mime != "application/pdf":
+            raise Unprocessable(f"DICOM wrapping of {detected.mime} is not supported yet")
         facts = self._examine(upload.path, detected)
         captured = fields.captured or facts.captured
         views = facts.views
@@ -174,7 +177,7 @@ class MediaService:
         for role, data in zip(("thumbnail", "preview"), views or (), strict=False):
             renditions.append(self._store_bytes(data, role, doc_id))
         study_uid = None
-        if self._wants_wrap(fields):
+        if wrap:
             study_uid, dicom = self._wrap_dicom(upload, detected, fields, resolved, facts, captured)
             renditions.append(dicom)
         capture = Capture(
@@ -291,8 +294,8 @@ class MediaService:
             part10 = self._wrap_image(upload.path, detected, attrs)
         elif detected.mime == "application/pdf":
             part10 = _wrap.wrap_pdf(upload.path, attrs=attrs, title=upload.filename or "Document")
-        else:
-            raise Unprocessable(f"DICOM wrapping of {detected.mime} is not supported yet")
+        else:  # refused before anything was stored (``_upload``)
+            raise AssertionError(f"no DICOM wrapping for {detected.mime}")
         importers = available_importers()
         if "dicom" not in importers:
             raise Unprocessable("DICOM wrapping needs the dicom importer, which is not installed")

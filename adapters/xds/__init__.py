@@ -4,8 +4,9 @@ under ``/xds`` (SOAP 1.2, WS-Addressing, MTOM/XOP), storing what it receives as 
 
 The ``xds`` web service of ``pixelhub serve`` (entry point ``pixelhub.web_services``):
 ``_soap`` (envelopes, MTOM, faults), ``_ebrim`` (ebRIM 3.0 metadata), ``_errors`` (XDS error
-codes), ``_repository`` (ITI-41, ITI-43), ``_registry`` (ITI-18), ``_identity`` (this hub's
-repository and community ids), ``_routes`` (HTTP).
+codes), ``_repository`` (ITI-41, ITI-43), ``_registry`` (ITI-18), ``_imaging`` (RAD-69, the
+Imaging Document Source), ``_identity`` (this hub's repository and community ids), ``_routes``
+(HTTP).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from fastapi import APIRouter
 
 from adapters.xds._identity import xds_identity
+from adapters.xds._imaging import ImagingDocumentSource
 from adapters.xds._registry import Registry
 from adapters.xds._repository import Repository
 from adapters.xds._routes import routes
@@ -25,7 +27,12 @@ def create_web_service(context: ChannelContext) -> APIRouter:
     """The ``pixelhub.web_services`` entry point ``xds``."""
     identity = xds_identity(context.settings)
     spool = str(Path(context.settings.data_dir) / "xds-spool")
-    return routes(context, Repository(context, identity, spool), Registry(context, identity))
+    return routes(
+        context,
+        Repository(context, identity, spool),
+        Registry(context, identity),
+        ImagingDocumentSource(context, identity),
+    )
 
 
 __all__ = ["create_web_service"]

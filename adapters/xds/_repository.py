@@ -35,7 +35,7 @@ from hub.auth import Principal
 from hub.blobs import open_blob_store
 from hub.channels import ChannelContext
 from hub.errors import HubError, InvalidResource, NotFound
-from hub.fhir.binary import blob_binary, blob_of
+from hub.fhir.binary import blob_binary, blob_of, inline_data
 from hub.fhir.validation import validate_resource
 from mappings.xds_model import DocumentEntry
 from mappings.xds_to_documentreference import (
@@ -342,17 +342,17 @@ class Repository:
                 return None
             assert stored.data is not None
             binary = orjson.loads(stored.data)
+            mime = str(binary.get("contentType", "application/octet-stream"))
+            cid = f"{uuid.uuid4().hex}@pixelhub"
             key = blob_of(binary)
-            if key is None:
-                return None
+            if key is None:  # a Binary with its data inline (e.g. sent by MHD ITI-65)
+                path = self._spool(inline_data(binary), [])
+                return mime, Attachment(cid, mime, path, os.path.getsize(path), temporary=True)
             with self.blobs.open(key) as stream:
                 path = str(getattr(stream, "name", ""))
             if not path or not Path(path).is_file():
                 return None
-            mime = str(binary.get("contentType", "application/octet-stream"))
-            return mime, Attachment(
-                f"{uuid.uuid4().hex}@pixelhub", mime, path, Path(path).stat().st_size
-            )
+            return mime, Attachment(cid, mime, path, Path(path).stat().st_size)
         return None
 
 

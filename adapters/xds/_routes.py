@@ -4,7 +4,9 @@ policy), read the SOAP request (``_soap``), run the transaction, answer, audit.
 
 - ``POST /xds/repository``: ITI-41 Provide and Register Document Set-b, ITI-43 Retrieve Document
   Set (an MTOM answer);
-- ``POST /xds/registry``: ITI-18 Registry Stored Query.
+- ``POST /xds/registry``: ITI-18 Registry Stored Query;
+- ``POST /xds/imaging``: RAD-69 Retrieve Imaging Document Set (the Imaging Document Source, an
+  MTOM answer).
 
 A request for another action is a ``wsa:ActionNotSupported`` fault; malformed SOAP or MTOM a
 Sender fault (HTTP 400); a transaction's own errors are a RegistryResponse with its
@@ -24,6 +26,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from adapters.xds._errors import RegistryStatus, XdsError, registry_response
+from adapters.xds._imaging import ImagingDocumentSource
 from adapters.xds._registry import Registry
 from adapters.xds._repository import XDSB, Repository
 from adapters.xds._soap import (
@@ -45,6 +48,7 @@ from mappings.interaction_to_auditevent import IHE_EVENT, coding
 ITI41 = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
 ITI43 = "urn:ihe:iti:2007:RetrieveDocumentSet"
 ITI18 = "urn:ihe:iti:2007:RegistryStoredQuery"
+RAD69 = "urn:ihe:rad:2009:RetrieveImagingDocumentSet"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 
@@ -64,10 +68,14 @@ Handler = Callable[[Principal, SoapRequest], Answer]
 
 
 class XdsRoutes:
-    def __init__(self, context: ChannelContext, repository: Repository, registry: Registry) -> None:
+    def __init__(
+        self, context: ChannelContext, repository: Repository, registry: Registry,
+        imaging: ImagingDocumentSource,
+    ) -> None:  # fmt: skip
         self.context = context
         self.repository = repository
         self.registry = registry
+        self.imaging = imaging
         self.limit = context.settings.xds_max_request_bytes
         # action -> (response action, handler, audit event (DCM), IHE transaction, action code)
         self.repository_actions: dict[str, tuple[str, Handler, tuple[str, str], str, str]] = {
@@ -76,6 +84,10 @@ class XdsRoutes:
         }
         self.registry_actions: dict[str, tuple[str, Handler, tuple[str, str], str, str]] = {
             ITI18: (f"{ITI18}Response", self.iti18, ("110112", "Query"), "ITI-18", "E"),
+        }
+        # RAD TF-3 4.69.4.2: the response action is ITI-43's
+        self.imaging_actions: dict[str, tuple[str, Handler, tuple[str, str], str, str]] = {
+            RAD69: (f"{ITI43}Response", self.rad69, ("110106", "Export"), "RAD-69", "R"),
         }
 
     # ------------------------------------------------------------------ transactions
@@ -105,6 +117,12 @@ class XdsRoutes:
             documents[document.content_id] = document
         reason = "; ".join(f"{e.code}: {e.message}" for e in errors)[:500] or None
         return Answer(body, documents, not found, reason)
+
+    def rad69(self, principal: Principal, request: SoapRequest) -> Answer:
+        retrieved = self.imaging.retrieve(principal, request)
+        errors = retrieved.errors
+        reason = "; ".join(f"{e.code}: {e.message}" for e in errors)[:500] or None
+        return Answer(retrieved.body, retrieved.documents, not retrieved.documents, reason)
 
     def iti18(self, principal: Principal, request: SoapRequest) -> Answer:
         body = self.registry.stored_query(principal, request)
@@ -192,8 +210,11 @@ def _iterate(chunks: Iterator[bytes]) -> Iterator[bytes]:
     yield from chunks
 
 
-def routes(context: ChannelContext, repository: Repository, registry: Registry) -> APIRouter:
-    handlers = XdsRoutes(context, repository, registry)
+def routes(
+    context: ChannelContext, repository: Repository, registry: Registry,
+    imaging: ImagingDocumentSource,
+) -> APIRouter:  # fmt: skip
+    handlers = XdsRoutes(context, repository, registry, imaging)
     router = APIRouter(prefix="/xds", tags=["IHE XDS.b"])
 
     @router.post("/repository", summary="XDS.b Document Repository: ITI-41, ITI-43")
@@ -204,7 +225,11 @@ def routes(context: ChannelContext, repository: Repository, registry: Registry) 
     async def registry_endpoint(request: Request) -> Response:
         return await handlers.serve(request, handlers.registry_actions)
 
+    @router.post("/imaging", summary="XDS-I.b Imaging Document Source: RAD-69")
+    async def imaging_endpoint(request: Request) -> Response:
+        return await handlers.serve(request, handlers.imaging_actions)
+
     return router
 
 
-__all__ = ["ITI18", "ITI41", "ITI43", "routes"]
+__all__ = ["ITI18", "ITI41", "ITI43", "RAD69", "routes"]

@@ -63,6 +63,7 @@ class Attachment:
     content_type: str
     path: str
     size: int = 0
+    temporary: bool = False  # a copy made for the answer: removed once sent
 
     def read(self) -> bytes:
         with open(self.path, "rb") as fp:
@@ -350,6 +351,9 @@ def mtom_response(
             with open(document.path, "rb") as fp:
                 while chunk := fp.read(1024 * 1024):
                     yield chunk
+            if document.temporary:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(document.path)
         yield f"\r\n--{boundary}--\r\n".encode()
 
     return content_type, chunks()

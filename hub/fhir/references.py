@@ -36,6 +36,29 @@ def iter_reference_holders(node: Any, path: str = "") -> Iterator[tuple[str, dic
                     stack.append((f"{where}[{i}]", value))
 
 
+def iter_attachments(node: Any) -> Iterator[dict[str, Any]]:
+    """Every ``Attachment`` (datatypes.html#Attachment) in ``node`` that has a string ``url``:
+    an object with ``url`` beside ``contentType``, ``data``, ``size``, ``hash`` or ``title``
+    (an extension's ``url`` has none of them)."""
+    for holder in _iter_objects(node):
+        if isinstance(holder.get("url"), str) and _ATTACHMENT_KEYS & holder.keys():
+            yield holder
+
+
+def _iter_objects(node: Any) -> Iterator[dict[str, Any]]:
+    stack: list[Any] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+
+
+_ATTACHMENT_KEYS = frozenset({"contentType", "data", "size", "hash", "title"})
+
+
 def parse_local(reference: str) -> tuple[str, str] | None:
     """``Type/id`` or ``Type/id/_history/v`` of a served type -> ``(Type, id)``, else ``None``."""
     m = _LOCAL.match(reference)

@@ -44,7 +44,7 @@ from hub.errors import (
 )
 from hub.fhir import bundles
 from hub.fhir.binary import check_not_reserved
-from hub.fhir.references import iter_reference_holders, parse_local, strip_base
+from hub.fhir.references import iter_attachments, iter_reference_holders, parse_local, strip_base
 from hub.fhir.validation import check_depth, validate_resource
 from hub.ports import Engine, HistoryPage, StoredResource, Transaction
 from hub.search.extract import extract_index_entries
@@ -331,6 +331,11 @@ class FhirService:
             local = parse_local(ref)
             if local and self.options.referential_integrity:
                 uow.pending.append((local[0], local[1], location))
+        # An Attachment pointing to a Binary of the same Bundle by its fullUrl gets its id too
+        # (http.html#trules; IHE MHD ITI-65 sends DocumentReference.content.attachment.url so).
+        for attachment in iter_attachments(resource):
+            if attachment["url"] in uow.urn_map:
+                attachment["url"] = uow.urn_map[attachment["url"]]
 
     def verify_references(self, uow: UnitOfWork) -> None:
         """Every local reference written in ``uow`` points to a live resource (references.html)."""

@@ -386,3 +386,9 @@ def test_a_big_video_upload_takes_constant_memory(media_hub: WebHub, record: Rec
     assert get(media_hub, rendition(r.json(), "thumbnail")["url"]).status_code == 200
     grown = rss_peak(media_hub.process.pid) - before
     assert grown < 64 * 1024 * 1024, f"the server's peak memory grew by {grown >> 20} MB"
+
+
+def test_wrapping_a_video_is_refused_until_it_is_built(media_hub: WebHub, record: Record) -> None:
+    r = upload(media_hub, samples.mp4(), "clip.mp4", "video/mp4", patient=record.patient,
+               wrap="dicom")  # fmt: skip
+    assert_refused(media_hub, record, r, 422, "DICOM wrapping of video/mp4 is not supported")

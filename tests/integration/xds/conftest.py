@@ -37,7 +37,8 @@ SET_PATIENT_ID = "urn:uuid:6b5aea1a-875a-4d9f-8f0e-6b08db7d26b0"
 
 @pytest.fixture(scope="session")
 def xds_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebHub]:
-    hub = start_web_hub(tmp_path_factory.mktemp("xds") / "data", channels="xds")
+    # dicomweb: the RAD-69 tests load their DICOM instances with STOW-RS
+    hub = start_web_hub(tmp_path_factory.mktemp("xds") / "data", channels="xds,dicomweb")
     yield hub
     stop_process(hub.process)
     hub.log.close()
@@ -47,8 +48,8 @@ def repository_id(hub: WebHub) -> str:
     return str(json.loads((hub.data_dir / "xds-ids.json").read_text())["repository"])
 
 
-def kos_bytes(patient_id: str, study_uid: str, sop_uid: str) -> bytes:
-    """A KOS manifest of a 3-instance CT study, as Part 10 bytes."""
+def kos_bytes(patient_id: str, study_uid: str, sop_uid: str, instances: int = 3) -> bytes:
+    """A KOS manifest of an ``instances``-instance CT study, as Part 10 bytes."""
     ds = study_to_kos(
         ManifestInput(
             patient=ManifestPatient(patient_id, "", "Test^Xds"),
@@ -59,7 +60,7 @@ def kos_bytes(patient_id: str, study_uid: str, sop_uid: str) -> bytes:
                 ManifestInstance(
                     f"{study_uid}.1", "1.2.840.10008.5.1.4.1.1.2", f"{study_uid}.1.{n}"
                 )
-                for n in range(1, 4)
+                for n in range(1, instances + 1)
             ),
             retrieve_location_uid="2.999.9",
             retrieve_ae_title="PIXELHUB",
@@ -124,7 +125,7 @@ class Submission:
         )[0]
 
 
-def new_submission() -> Submission:
+def new_submission(instances: int = 3) -> Submission:
     """The fixture with its own patient, a fresh KOS uniqueId and the KOS's hash and size."""
     tree = etree.parse(str(FIXTURE))
     body = tree.getroot()
@@ -145,7 +146,7 @@ def new_submission() -> Submission:
         namespaces={"rim": RIM},
     )[0]
     set_unique.set("value", f"2.25.{uuid.uuid4().int}")
-    document = kos_bytes(mrn, study_uid, sop_uid)
+    document = kos_bytes(mrn, study_uid, sop_uid, instances)
     submission = Submission(body, document, sop_uid, mrn)
     submission.slot("hash").text = hashlib.sha1(document).hexdigest()
     submission.slot("size").text = str(len(document))

@@ -76,23 +76,30 @@ def documents_of(hub: WebHub, mrn: str) -> list[dict[str, Any]]:
     return [e["resource"] for e in bundle.get("entry", [])]
 
 
-def stored_query(
-    hub: WebHub, query_id: str, slots: dict[str, str], leaf: bool = True
-) -> etree._Element:
+def stored_query_xml(query_id: str, slots: dict[str, str], leaf: bool = True) -> bytes:
+    """The SOAP envelope of an ITI-18 AdhocQueryRequest (slot values as written in XML)."""
     slot_xml = "".join(
-        f'<rim:Slot name="{name}"><rim:ValueList><rim:Value>{value}</rim:Value></rim:ValueList></rim:Slot>'
+        f'<rim:Slot name="{name}"><rim:ValueList><rim:Value>{value}</rim:Value></rim:ValueList>'
+        "</rim:Slot>"
         for name, value in slots.items()
     )
+    return_type = "LeafClass" if leaf else "ObjectRef"
     request = (
         f'<query:AdhocQueryRequest xmlns:query="{QUERY}" xmlns:rim="{RIM}">'
-        f'<query:ResponseOption returnComposedObjects="true" returnType="{"LeafClass" if leaf else "ObjectRef"}"/>'
+        f'<query:ResponseOption returnComposedObjects="true" returnType="{return_type}"/>'
         f'<rim:AdhocQuery id="{query_id}">{slot_xml}</rim:AdhocQuery></query:AdhocQueryRequest>'
     )
-    envelope = (
+    return (
         f'<env:Envelope xmlns:env="{SOAP}" xmlns:wsa="http://www.w3.org/2005/08/addressing">'
         f"<env:Header><wsa:Action>{ITI18}</wsa:Action><wsa:MessageID>urn:uuid:{uuid.uuid4()}"
         f"</wsa:MessageID></env:Header><env:Body>{request}</env:Body></env:Envelope>"
     ).encode()
+
+
+def stored_query(
+    hub: WebHub, query_id: str, slots: dict[str, str], leaf: bool = True
+) -> etree._Element:
+    envelope = stored_query_xml(query_id, slots, leaf)
     r = post(hub, "/xds/registry", "application/soap+xml; charset=UTF-8", envelope)
     assert r.status_code == 200, r.text
     return soap_body(r)
