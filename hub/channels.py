@@ -25,6 +25,8 @@ from hub.ports import Engine
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
+    from hub.projectors import Projector
+
 
 @dataclass
 class ChannelContext:
@@ -92,6 +94,21 @@ def available_web_services() -> dict[str, WebServiceFactory]:
 def enabled_web_services(settings: Settings) -> dict[str, WebServiceFactory]:
     """The web services to mount: those named in ``settings.channels``, or all when absent."""
     found = available_web_services()
+    if settings.channels is None:
+        return found
+    return {name: found[name] for name in settings.channels if name in found}
+
+
+# A projector of an adapter (e.g. the XDS-I manifest source): follows the change feed beside the
+# core's, in the replica that leads (hub.projectors). The factory returns ``None`` when its
+# settings switch it off.
+ProjectorFactory = Callable[[ChannelContext], "Projector | None"]
+
+
+def enabled_projectors(settings: Settings) -> dict[str, ProjectorFactory]:
+    """The ``pixelhub.projectors`` entry points of the enabled channels and web services (all
+    when ``settings.channels`` is absent): ``name -> (ChannelContext) -> Projector | None``."""
+    found = {ep.name: ep.load() for ep in entry_points(group="pixelhub.projectors")}
     if settings.channels is None:
         return found
     return {name: found[name] for name in settings.channels if name in found}

@@ -16,7 +16,13 @@ from hub.audit.setup import audit_indexer, open_trail
 from hub.audit.worker import IndexerProcess
 from hub.auth import AccessPolicy, Principal
 from hub.blobs import open_blob_store
-from hub.channels import Channel, ChannelContext, enabled_channels, enabled_web_services
+from hub.channels import (
+    Channel,
+    ChannelContext,
+    enabled_channels,
+    enabled_projectors,
+    enabled_web_services,
+)
 from hub.config import Settings
 from hub.engines import open_engine
 from hub.errors import HubError
@@ -183,9 +189,6 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
                 quiet_seconds=settings.dicom_aggregation_quiet_seconds,
             )
         )
-    runner = ProjectorRunner(
-        engine.change_feed, projectors, leadership=getattr(engine, "leadership", None)
-    )
     audit = open_trail(
         enabled=settings.audit_enabled,
         directory=settings.audit_directory,
@@ -194,6 +197,14 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         sync=settings.audit_sync,
         sync_interval=settings.audit_sync_interval,
         checkpoint_every=settings.audit_checkpoint_every,
+    )
+    context = ChannelContext(settings, service, engine, policy, lambda: runner.notify(), audit)
+    for make_projector in enabled_projectors(settings).values():  # adapters' own projectors
+        made = make_projector(context)
+        if made is not None:
+            projectors.append(made)
+    runner = ProjectorRunner(
+        engine.change_feed, projectors, leadership=getattr(engine, "leadership", None)
     )
     indexer = audit_indexer(
         audit,
@@ -226,7 +237,6 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
             inspector=installed_inspector(),
         ),
     )
-    context = ChannelContext(settings, service, engine, policy, runner.notify, audit)
     web_services = [factory(context) for factory in enabled_web_services(settings).values()]
     app = create_app(state, cors_origins=settings.cors_origins, routers=web_services)
     return Hub(settings, engine, service, policy, runner, health, app, audit, indexer, context)

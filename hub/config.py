@@ -115,6 +115,18 @@ class Settings(BaseSettings):
     xds_repository_unique_id: str | None = None
     xds_home_community_id: str | None = None
     xds_max_request_bytes: int = Field(2 * 1024**3, ge=1024)
+    # XDS-I.b Imaging Document Source (RAD TF-3 4.68, adapters/xds/_source.py): the assigning
+    # authority OID of XDS patientIds; a study's Patient needs an identifier with system
+    # urn:oid:<it> to get a KOS manifest (unset: no manifests are made).
+    xds_affinity_domain: str | None = None
+    # Seconds without change to a study before its manifest is (re)built (0: at once).
+    xds_manifest_quiet_seconds: float = Field(10.0, ge=0)
+    # RAD-68: the ITI-41 endpoint of the external Document Repository that manifests are
+    # published to (unset: manifests stay local), and the bearer token sent to it.
+    xds_publish_url: str | None = None
+    xds_publish_token: str | None = None
+    # XDSSubmissionSet.sourceId (an OID) of published submissions; default: repositoryUniqueId.
+    xds_source_id: str | None = None
     # Channels to serve besides HTTP (e.g. "dicom,hl7v2"); absent = every installed channel.
     channels: Annotated[list[str] | None, NoDecode] = None
 

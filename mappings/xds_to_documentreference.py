@@ -289,16 +289,27 @@ def _code_of(concept: Mapping[str, Any] | None) -> Code | None:
 # Authors (ITI TF-3 4.2.3.1.4; MHD: contained Practitioner / PractitionerRole / Organization)
 
 
+def _assigned(value: str, authority: str) -> Resource:
+    """An identifier of an XCN/XON with its assigning authority (an HD: ``&oid&ISO``)."""
+    identifier: Resource = {"value": value}
+    _ns, universal, kind = _hd(authority)
+    if universal and kind == "ISO":
+        identifier["system"] = f"urn:oid:{universal}"
+    return identifier
+
+
+def _authority(identifier: Mapping[str, Any]) -> str:
+    """The HD (``&oid&ISO``) of an identifier with an ``urn:oid:`` system, else empty."""
+    system = str(identifier.get("system") or "")
+    return f"&{system[8:]}&ISO" if system.startswith("urn:oid:") else ""
+
+
 def _xcn_to_practitioner(xcn: str, rid: str) -> Resource:
     """An XCN (``id^family^given^middle^suffix^prefix^^^&oid&ISO``) -> a Practitioner."""
     parts = (xcn.split("^") + [""] * 9)[:9]
     practitioner: Resource = {"resourceType": "Practitioner", "id": rid}
     if parts[0]:
-        identifier: Resource = {"value": parts[0]}
-        _ns, universal, kind = _hd(parts[8])
-        if universal and kind == "ISO":
-            identifier["system"] = f"urn:oid:{universal}"
-        practitioner["identifier"] = [identifier]
+        practitioner["identifier"] = [_assigned(parts[0], parts[8])]
     name: Resource = {}
     if parts[1]:
         name["family"] = parts[1]
@@ -318,8 +329,6 @@ def _practitioner_to_xcn(practitioner: Mapping[str, Any]) -> str:
     identifier = (practitioner.get("identifier") or [{}])[0]
     name = (practitioner.get("name") or [{}])[0]
     given = [*name.get("given", []), "", ""]
-    system = str(identifier.get("system") or "")
-    authority = f"&{system[8:]}&ISO" if system.startswith("urn:oid:") else ""
     return _trim(
         str(identifier.get("value") or ""),
         str(name.get("family") or ""),
@@ -329,7 +338,7 @@ def _practitioner_to_xcn(practitioner: Mapping[str, Any]) -> str:
         (name.get("prefix") or [""])[0],
         "",
         "",
-        authority,
+        _authority(identifier),
     )
 
 
@@ -338,11 +347,7 @@ def _xon_to_organization(xon: str, rid: str) -> Resource:
     parts = (xon.split("^") + [""] * 10)[:10]
     organization: Resource = {"resourceType": "Organization", "id": rid}
     if parts[9]:
-        identifier: Resource = {"value": parts[9]}
-        _ns, universal, kind = _hd(parts[5])
-        if universal and kind == "ISO":
-            identifier["system"] = f"urn:oid:{universal}"
-        organization["identifier"] = [identifier]
+        organization["identifier"] = [_assigned(parts[9], parts[5])]
     if parts[0]:
         organization["name"] = parts[0]
     return organization
@@ -350,13 +355,11 @@ def _xon_to_organization(xon: str, rid: str) -> Resource:
 
 def _organization_to_xon(organization: Mapping[str, Any]) -> str:
     identifier = (organization.get("identifier") or [{}])[0]
-    system = str(identifier.get("system") or "")
-    authority = f"&{system[8:]}&ISO" if system.startswith("urn:oid:") else ""
     value = str(identifier.get("value") or "")
     name = str(organization.get("name") or "")
     if not value:
         return name
-    return _trim(name, "", "", "", "", authority, "", "", "", value)
+    return _trim(name, "", "", "", "", _authority(identifier), "", "", "", value)
 
 
 def _xtn_to_contactpoint(xtn: str) -> Resource:

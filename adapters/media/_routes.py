@@ -72,7 +72,7 @@ class MediaRoutes:
             boundary = boundary_of(request.headers.get("content-type", ""))
             declared = request.headers.get("content-length", "")
             limit = settings.media_max_upload_bytes
-            if declared.isascii() and declared.isdigit() and int(declared) > limit + 64 * 1024:
+            if declared.isascii() and declared.isdigit() and int(declared) > limit:
                 raise PayloadTooLarge(f"The upload is larger than {limit} bytes")
             form = await read_form(
                 request.stream(), boundary, spool_dir=self.service.spool_dir, limit=limit

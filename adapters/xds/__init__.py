@@ -5,8 +5,9 @@ under ``/xds`` (SOAP 1.2, WS-Addressing, MTOM/XOP), storing what it receives as 
 The ``xds`` web service of ``pixelhub serve`` (entry point ``pixelhub.web_services``):
 ``_soap`` (envelopes, MTOM, faults), ``_ebrim`` (ebRIM 3.0 metadata), ``_errors`` (XDS error
 codes), ``_repository`` (ITI-41, ITI-43), ``_registry`` (ITI-18), ``_imaging`` (RAD-69, the
-Imaging Document Source), ``_identity`` (this hub's repository and community ids), ``_routes``
-(HTTP).
+Imaging Document Source), ``_source`` (RAD-68: the KOS manifests this hub makes and
+publishes; entry point ``pixelhub.projectors``), ``_identity`` (this hub's repository and
+community ids), ``_routes`` (HTTP).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from adapters.xds._imaging import ImagingDocumentSource
 from adapters.xds._registry import Registry
 from adapters.xds._repository import Repository
 from adapters.xds._routes import routes
+from adapters.xds._source import create_manifest_source
 from hub.channels import ChannelContext
 
 
@@ -35,4 +37,4 @@ def create_web_service(context: ChannelContext) -> APIRouter:
     )
 
 
-__all__ = ["create_web_service"]
+__all__ = ["create_manifest_source", "create_web_service"]

@@ -667,30 +667,29 @@ def _text(parent: etree._Element, tag: str, value: str) -> None:
         _sub(_sub(parent, tag), "LocalizedString", value=value)
 
 
-def _code(parent: etree._Element, owner: str, scheme: str, code: Code, index: int) -> None:
-    classification = _sub(
+def _classification(
+    parent: etree._Element, owner: str, scheme: str, index: int, node: str
+) -> etree._Element:
+    """An external classification of ``owner`` under ``scheme`` (ITI TF-3 4.2.3.1.2)."""
+    return _sub(
         parent,
         "Classification",
         id=_child_id(owner, scheme, index),
         objectType=_OBJECT_TYPE + "Classification",
         classificationScheme=scheme,
         classifiedObject=owner,
-        nodeRepresentation=code.code,
+        nodeRepresentation=node,
     )
+
+
+def _code(parent: etree._Element, owner: str, scheme: str, code: Code, index: int) -> None:
+    classification = _classification(parent, owner, scheme, index, code.code)
     _slot(classification, "codingScheme", [code.scheme])
     _text(classification, "Name", code.display)
 
 
 def _author(parent: etree._Element, owner: str, scheme: str, author: Author, index: int) -> None:
-    classification = _sub(
-        parent,
-        "Classification",
-        id=_child_id(owner, scheme, index),
-        objectType=_OBJECT_TYPE + "Classification",
-        classificationScheme=scheme,
-        classifiedObject=owner,
-        nodeRepresentation="",
-    )
+    classification = _classification(parent, owner, scheme, index, "")
     _slot(classification, "authorPerson", [author.person])
     _slot(classification, "authorInstitution", author.institutions)
     _slot(classification, "authorRole", author.roles)

@@ -18,7 +18,7 @@ import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -359,6 +359,50 @@ def mtom_response(
     return content_type, chunks()
 
 
+def mtom_request(
+    action: str,
+    body: etree._Element,
+    documents: Mapping[str, tuple[str, bytes]],
+    *,
+    to: str | None = None,
+) -> tuple[str, bytes]:
+    """(content type, bytes) of an MTOM request sent by PixelHub as a client (e.g. ITI-41 for
+    RAD-68, ITI TF-2 Appendix V.3.3; W3C SOAP MTOM, XOP 1.0): the envelope with ``wsa:Action``,
+    ``wsa:MessageID``, an anonymous ``wsa:ReplyTo`` and ``wsa:To``, whose ``xop:Include``
+    elements name ``documents`` (Content-ID -> (content type, bytes)), then each document."""
+    envelope = _envelope(action, "", body)
+    header = envelope[0]
+    reply_to = etree.SubElement(header, f"{{{WSA}}}ReplyTo")
+    etree.SubElement(reply_to, f"{{{WSA}}}Address").text = ANONYMOUS
+    if to:
+        etree.SubElement(header, f"{{{WSA}}}To").text = to
+    data = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+    boundary = f"MIMEBoundary_{uuid.uuid4().hex}"
+    root_id = f"root.{uuid.uuid4().hex}@pixelhub"
+    parts = [
+        (
+            f"--{boundary}\r\nContent-Type: {XOP_XML}; charset=UTF-8; "
+            f'type="{SOAP_XML}"\r\nContent-Transfer-Encoding: binary\r\n'
+            f"Content-ID: <{root_id}>\r\n\r\n"
+        ).encode()
+        + data
+    ]
+    for cid, (content_type, content) in documents.items():
+        parts.append(
+            (
+                f"\r\n--{boundary}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Transfer-Encoding: binary\r\nContent-ID: <{cid}>\r\n\r\n"
+            ).encode()
+            + content
+        )
+    parts.append(f"\r\n--{boundary}--\r\n".encode())
+    content_type = (
+        f'multipart/related; boundary="{boundary}"; type="{XOP_XML}"; '
+        f'start="<{root_id}>"; start-info="{SOAP_XML}"; action="{action}"'
+    )
+    return content_type, b"".join(parts)
+
+
 def fault_response(fault: SoapFault, relates_to: str = "") -> tuple[str, bytes]:
     """A SOAP 1.2 Fault (Part 1 5.4) with the WS-Addressing fault action."""
     body = etree.Element(f"{{{SOAP}}}Fault", nsmap={"env": SOAP, "wsa": WSA})
@@ -379,6 +423,7 @@ __all__ = [
     "SoapFault",
     "SoapRequest",
     "fault_response",
+    "mtom_request",
     "mtom_response",
     "parse_envelope",
     "read_request",
