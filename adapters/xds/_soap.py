@@ -5,10 +5,10 @@ XOP 1.0: a ``multipart/related; type="application/xop+xml"`` body whose root par
 and whose other parts are the documents, referenced by ``xop:Include href="cid:..."``). A plain
 ``application/soap+xml`` body (documents inline in base64) is read too.
 
-Reading is streaming: the body goes through python-multipart's parser, each document part to a
-temporary file under the data dir (never whole in memory); the envelope is parsed by lxml with
-entities, DTDs and network access refused (no XXE). Everything wrong with the packaging or the
-envelope is a ``SoapFault`` (Sender), answered as a SOAP 1.2 Fault.
+Reading is streaming: the body goes through the one multipart reader (``hub.http.multipart``),
+each document part to a temporary file under the data dir (never whole in memory); the envelope
+is parsed by lxml with entities, DTDs and network access refused (no XXE). Everything wrong with
+the packaging or the envelope is a ``SoapFault`` (Sender), answered as a SOAP 1.2 Fault.
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import unquote
 
 from lxml import etree
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 
-from hub.errors import HubError, PayloadTooLarge
+from hub.errors import HubError
+from hub.http.multipart import Headers, MalformedMultipart, Parts, read_parts
 
 SOAP = "http://www.w3.org/2003/05/soap-envelope"
 WSA = "http://www.w3.org/2005/08/addressing"
@@ -140,94 +138,6 @@ def parse_envelope(data: bytes) -> tuple[str, str, str, etree._Element]:
     return action.strip(), (message_id or "").strip(), reply_to, body[0]
 
 
-class _MtomReader:
-    """python-multipart callbacks collecting the parts of a ``multipart/related`` body."""
-
-    def __init__(self, spool_dir: str, limit: int) -> None:
-        self.spool_dir = spool_dir
-        self.limit = limit
-        self.parts: list[tuple[dict[str, str], bytes | Attachment]] = []
-        self.ended = False
-        self.size = 0
-        self._headers: dict[str, str] = {}
-        self._field = b""
-        self._value = b""
-        self._buffer: bytearray | None = None
-        self._fd: int | None = None
-        self._attachment: Attachment | None = None
-
-    def callbacks(self) -> dict[str, Any]:
-        return {
-            "on_part_begin": self._begin,
-            "on_header_field": lambda d, s, e: setattr(self, "_field", self._field + d[s:e]),
-            "on_header_value": lambda d, s, e: setattr(self, "_value", self._value + d[s:e]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": self._data,
-            "on_part_end": self._end_part,
-            "on_end": lambda: setattr(self, "ended", True),
-        }
-
-    def _begin(self) -> None:
-        self._headers = {}
-
-    def _header_end(self) -> None:
-        self._headers[self._field.decode("latin-1").strip().lower()] = self._value.decode(
-            "latin-1"
-        ).strip()
-        self._field = self._value = b""
-
-    def _headers_finished(self) -> None:
-        if not self.parts and self._attachment is None and self._buffer is None:
-            self._buffer = bytearray()  # the root part: the envelope, kept in memory
-            return
-        os.makedirs(self.spool_dir, exist_ok=True)
-        self._fd, path = tempfile.mkstemp(dir=self.spool_dir, prefix="mtom-")
-        self._attachment = Attachment(
-            _cid(self._headers.get("content-id", "")),
-            self._headers.get("content-type", "application/octet-stream"),
-            path,
-        )
-
-    def _data(self, data: bytes, start: int, end: int) -> None:
-        chunk = data[start:end]
-        self.size += len(chunk)
-        if self.size > self.limit:
-            raise PayloadTooLarge(f"The SOAP message is larger than {self.limit} bytes")
-        if self._buffer is not None:
-            self._buffer += chunk
-            if len(self._buffer) > MAX_ENVELOPE:
-                raise SoapFault(f"The SOAP envelope is larger than {MAX_ENVELOPE} bytes")
-        elif self._fd is not None and self._attachment is not None:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(self._fd, view) :]
-            self._attachment.size += len(chunk)
-
-    def _end_part(self) -> None:
-        if self._buffer is not None:
-            self.parts.append((self._headers, bytes(self._buffer)))
-            self._buffer = None
-        elif self._attachment is not None:
-            self._close()
-            self.parts.append((self._headers, self._attachment))
-            self._attachment = None
-
-    def _close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def abandon(self) -> None:
-        self._close()
-        leftovers = [p for _, p in self.parts if isinstance(p, Attachment)]
-        if self._attachment is not None:
-            leftovers.append(self._attachment)
-        for part in leftovers:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(part.path)
-
-
 async def read_request(
     content_type: str, chunks: AsyncIterator[bytes], *, spool_dir: str, limit: int
 ) -> SoapRequest:
@@ -252,48 +162,57 @@ async def read_request(
     boundary = options.get(b"boundary", b"")
     if not boundary:
         raise SoapFault("The multipart/related content type has no boundary")
-    reader = _MtomReader(spool_dir, limit)
-    parser = MultipartParser(boundary, reader.callbacks())  # type: ignore[arg-type]
+    wanted = _cid(options.get(b"start", b"").decode("latin-1"))
+    first = [True]
+
+    def in_file(headers: Headers) -> bool:
+        """The root part (``start``, else the first) stays in memory; documents go to disk."""
+        is_first, first[0] = first[0], False
+        if wanted:
+            return _cid(headers.get("content-id", "")) != wanted
+        return not is_first
+
+    def envelope_too_large(headers: Headers) -> Exception:
+        return SoapFault(f"The SOAP envelope is larger than {MAX_ENVELOPE} bytes")
+
     try:
-        async for chunk in chunks:
-            parser.write(chunk)
-            if reader.ended:
-                break
-        if not reader.ended:
+        read = await read_parts(
+            chunks, boundary, spool_dir=spool_dir, limit=limit, spool=in_file,
+            memory_limit=MAX_ENVELOPE, too_large=envelope_too_large,
+        )  # fmt: skip
+    except MalformedMultipart as exc:
+        raise SoapFault(f"Malformed MTOM message: {exc.message}") from exc
+    try:
+        if not read.complete:
             raise SoapFault("The MTOM message ends before its closing boundary")
-        return _assemble(reader, options.get(b"start", b"").decode("latin-1"))
-    except MultipartParseError as exc:
-        reader.abandon()
-        raise SoapFault(f"Malformed MTOM message: {exc}") from exc
+        return _assemble(read, wanted)
     except BaseException:
-        reader.abandon()
+        read.discard()
         raise
 
 
-def _assemble(reader: _MtomReader, start: str) -> SoapRequest:
-    """The root part (``start``, else the first) is the envelope; the rest are attachments."""
-    if not reader.parts:
+def _assemble(read: Parts, wanted: str) -> SoapRequest:
+    """The root part is the envelope; the others, spooled, are the attachments."""
+    roots = [p for p in read.parts if p.path is None]
+    if not read.parts:
         raise SoapFault("The MTOM message has no part")
-    wanted = _cid(start) if start else None
-    index = 0
-    if wanted:
-        found = [
-            i for i, (h, _) in enumerate(reader.parts) if _cid(h.get("content-id", "")) == wanted
-        ]
-        if not found:
-            raise SoapFault(f"The MTOM start part {start!r} is not in the message")
-        index = found[0]
-    headers, root = reader.parts[index]
-    if isinstance(root, Attachment):  # the envelope must be the first part read in memory
-        raise SoapFault("The MTOM root part must come first")
-    root_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if not roots:
+        raise SoapFault(f"The MTOM start part {wanted!r} is not in the message")
+    root = roots[0]
+    root_type = root.headers.get("content-type", "").split(";")[0].strip().lower()
     if root_type != XOP_XML:
         raise SoapFault(f"The MTOM root part is {root_type or 'untyped'}, not {XOP_XML}")
-    action, message_id, reply_to, body = parse_envelope(root)
+    action, message_id, reply_to, body = parse_envelope(root.data)
     attachments = {
-        part.content_id: part for i, (_, part) in enumerate(reader.parts)
-        if i != index and isinstance(part, Attachment)
-    }  # fmt: skip
+        _cid(p.headers.get("content-id", "")): Attachment(
+            _cid(p.headers.get("content-id", "")),
+            p.headers.get("content-type", "application/octet-stream"),
+            p.path,
+            p.size,
+        )
+        for p in read.parts
+        if p.path is not None
+    }
     return SoapRequest(action, message_id, body, attachments, reply_to)
 
 
