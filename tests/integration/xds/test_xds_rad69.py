@@ -58,8 +58,12 @@ class Loaded:
     repository: str
 
 
-def ct(patient_id: str, study: str, series: str, number: int, side: int = 4) -> Instance:
-    """A CT image (``side`` x ``side``, 16 bits), Explicit VR Little Endian, as Part 10 bytes."""
+def ct(
+    patient_id: str, study: str, series: str, number: int, side: int = 4, *,
+    issuer: str | None = None, body_part: str | None = None, accession: str | None = None,
+) -> Instance:  # fmt: skip
+    """A CT image (``side`` x ``side``, 16 bits), Explicit VR Little Endian, as Part 10 bytes;
+    ``issuer`` is the Issuer of Patient ID, ``body_part`` the Body Part Examined."""
     sop = generate_uid()
     ds = Dataset()
     ds.SOPClassUID = CTImageStorage
@@ -67,12 +71,16 @@ def ct(patient_id: str, study: str, series: str, number: int, side: int = 4) -> 
     ds.StudyInstanceUID = study
     ds.SeriesInstanceUID = series
     ds.PatientID = patient_id
+    if issuer:
+        ds.IssuerOfPatientID = issuer
+    if body_part:
+        ds.BodyPartExamined = body_part
     ds.PatientName = f"Rad69^{patient_id}"
     ds.PatientBirthDate = "19700101"
     ds.PatientSex = "O"
     ds.StudyDate = "20240315"
     ds.StudyTime = "101500"
-    ds.AccessionNumber = f"ACC{number}{uuid.uuid4().hex[:6]}"
+    ds.AccessionNumber = accession or f"ACC{number}{uuid.uuid4().hex[:6]}"
     ds.StudyID = "1"
     ds.ReferringPhysicianName = ""
     ds.Modality = "CT"

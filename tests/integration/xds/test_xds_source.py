@@ -21,13 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import pytest
 from lxml import etree
-from pydicom import dcmread, dcmwrite
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom import dcmread
+from pydicom.uid import generate_uid
 
 from adapters.xds._errors import RegistryStatus, XdsError, registry_response
 from adapters.xds._identity import XdsIdentity
@@ -52,6 +50,7 @@ from tests.integration.dicomweb.conftest import TOKEN, WebHub, start_web_hub, st
 from tests.integration.xds.conftest import AFFINITY, repository_id
 from tests.integration.xds.test_xds_exchange import FIND_DOCUMENTS, RIM, patient, stored_query
 from tests.integration.xds.test_xds_rad69 import Instance, stow
+from tests.integration.xds.test_xds_rad69 import ct as rad69_ct
 
 KOS = "1.2.840.10008.5.1.4.1.1.88.59"
 APPROVED = "urn:oasis:names:tc:ebxml-regrep:StatusType:Approved"
@@ -65,48 +64,9 @@ SNOMED = "http://snomed.info/sct"
 def ct(
     mrn: str, study: str, series: str, number: int, *, issuer: str | None = AFFINITY
 ) -> Instance:
-    """A 4x4 CT image of patient ``mrn`` (Issuer of Patient ID ``issuer``), chest, Part 10."""
-    sop = generate_uid()
-    ds = Dataset()
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = sop
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = series
-    ds.PatientID = mrn
-    if issuer:
-        ds.IssuerOfPatientID = issuer
-    ds.PatientName = "Source^Manifest"
-    ds.PatientBirthDate = "19700101"
-    ds.PatientSex = "F"
-    ds.StudyDate = "20240315"
-    ds.StudyTime = "101500"
-    ds.AccessionNumber = "ACC-SRC-1"
-    ds.StudyID = "1"
-    ds.ReferringPhysicianName = ""
-    ds.Modality = "CT"
-    ds.BodyPartExamined = "CHEST"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = number
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = ds.Columns = 4
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.RescaleIntercept = -1024
-    ds.RescaleSlope = 1
-    ds.KVP = 120
-    ds.PixelData = (np.arange(16, dtype="<u2") * (number + 1)).tobytes()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = meta
-    out = io.BytesIO()
-    dcmwrite(out, ds, enforce_file_format=True)
-    return Instance(study, series, sop, out.getvalue())
+    """A chest CT image of patient ``mrn`` (Issuer of Patient ID ``issuer``), Part 10."""
+    return rad69_ct(mrn, study, series, number, issuer=issuer, body_part="CHEST",
+                    accession="ACC-SRC-1")  # fmt: skip
 
 
 def source_env(publish_url: str) -> dict[str, str]:
