@@ -553,6 +553,11 @@ class _Run:
     def _search(self, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
         params = [*params, ("_count", str(self.context.settings.max_page_size))]
         bundle = self.context.service.search(self.principal, rtype, params, strict=True)
+        if any(link.get("relation") == "next" for link in bundle.get("link", [])):
+            limit = self.context.settings.max_page_size
+            raise XdsError(  # ITI TF-2 3.18.4.1.3: the registry does not answer part of a result
+                XdsError.TOO_MANY_RESULTS, f"More than {limit} {rtype} match; narrow the query"
+            )
         found = [orjson.loads(orjson.dumps(e["resource"])) for e in bundle.get("entry", [])]
         self.seen.update((f"{rtype}/{r['id']}", r) for r in found)
         return found

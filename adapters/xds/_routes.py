@@ -43,7 +43,7 @@ from hub.channels import ChannelContext
 from hub.errors import HubError
 from hub.http.audit import actor_of
 from hub.http.deps import authenticate
-from mappings.interaction_to_auditevent import IHE_EVENT, coding
+from mappings.interaction_to_auditevent import DICOM_UID, IHE_EVENT, coding, identifier_entity
 
 ITI41 = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b"
 ITI43 = "urn:ihe:iti:2007:RetrieveDocumentSet"
@@ -61,7 +61,7 @@ class Answer:
     documents: dict[str, Attachment]
     failed: bool
     reason: str | None = None
-    patients: tuple[str, ...] = ()
+    entities: tuple[dict[str, Any], ...] = ()  # BALP entities: the studies retrieved...
 
 
 Handler = Callable[[Principal, SoapRequest], Answer]
@@ -122,7 +122,11 @@ class XdsRoutes:
         retrieved = self.imaging.retrieve(principal, request)
         errors = retrieved.errors
         reason = "; ".join(f"{e.code}: {e.message}" for e in errors)[:500] or None
-        return Answer(retrieved.body, retrieved.documents, not retrieved.documents, reason)
+        studies = tuple(
+            identifier_entity(DICOM_UID, f"urn:oid:{uid}", "3", "Report")
+            for uid in retrieved.studies
+        )  # PS3.15 A.5.3.5-like: each study whose instances left (RAD TF-3 4.69.5)
+        return Answer(retrieved.body, retrieved.documents, not retrieved.documents, reason, studies)
 
     def iti18(self, principal: Principal, request: SoapRequest) -> Answer:
         body = self.registry.stored_query(principal, request)
@@ -177,8 +181,9 @@ class XdsRoutes:
         soap.discard()
         outcome = "4" if answer.failed else "0"
         await run_in_threadpool(
-            self._audit, request, principal, event, transaction, action_code, outcome, answer.reason
-        )
+            self._audit, request, principal, event, transaction, action_code, outcome,
+            answer.reason, answer.entities,
+        )  # fmt: skip
         if answer.documents:
             content_type, chunks = mtom_response(
                 response_action, relates_to, answer.body, answer.documents
@@ -192,6 +197,7 @@ class XdsRoutes:
     def _audit(
         self, request: Request, principal: Principal | None, event: tuple[str, str],
         transaction: str, action: str, outcome: Any, reason: str | None,
+        entities: tuple[dict[str, Any], ...] = (),
     ) -> None:  # fmt: skip
         """One AuditEvent per transaction (IHE ITI TF-2 3.41.5.1, 3.43.5.1, 3.18.5.1: DICOM
         event, IHE transaction as subtype)."""
@@ -202,7 +208,7 @@ class XdsRoutes:
         subtype = [coding(IHE_EVENT, transaction, transaction)] if transaction else []
         trail.record(
             actor_of(principal, address), type_=coding(DCM, *event), subtype=subtype,
-            action=action, outcome=outcome, outcome_desc=reason,
+            action=action, outcome=outcome, outcome_desc=reason, entities=entities,
         )  # fmt: skip
 
 

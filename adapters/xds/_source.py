@@ -74,9 +74,19 @@ from hub.errors import Gone, HubError, NotFound
 from hub.fhir.binary import blob_binary, blob_of
 from hub.fhir.service import UnitOfWork
 from hub.fhir.validation import validate_resource
+from hub.http.audit import actor_of
 from hub.ports import Change, ChangeFeed, DicomInstanceStore
 from mappings.dicom_instance import InstanceSummary
 from mappings.identifier_system import is_oid, issuer_of
+from mappings.interaction_to_auditevent import DCM as DCM_SYSTEM
+from mappings.interaction_to_auditevent import (
+    IHE_EVENT,
+    Outcome,
+    coding,
+    identifier_entity,
+    patient_entity,
+    resource_entity,
+)
 from mappings.study_to_kos import ManifestInput, ManifestInstance, ManifestPatient, study_to_kos
 from mappings.xds_model import APPROVED, KOS_FORMAT, Association, Code, DocumentEntry, SubmissionSet
 from mappings.xds_to_documentreference import (
@@ -569,20 +579,49 @@ class ManifestSource:
             Association(f"urn:uuid:{uuid.uuid4()}", "RPLC", entry.entry_uuid, target)
             for target in replaced
         ]
-        errors = self._send(ss, entry, content, [member, *rplc])
-        if errors and rplc and all(e.location in {a.entry_uuid for a in rplc} for e in errors):
-            # the manifests it replaces never reached that registry: register it all the same
-            log.warning(
-                "manifest %s: the repository does not know the manifest it replaces (%s); "
-                "sent without RPLC", entry.unique_id, "; ".join(e.message for e in errors),
-            )  # fmt: skip
-            errors = self._send(ss, entry, content, [member])
+        try:
+            errors = self._send(ss, entry, content, [member, *rplc])
+            if errors and rplc and all(e.location in {a.entry_uuid for a in rplc} for e in errors):
+                # the manifests it replaces never reached that registry: register it all the same
+                log.warning(
+                    "manifest %s: the repository does not know the manifest it replaces (%s); "
+                    "sent without RPLC", entry.unique_id, "; ".join(e.message for e in errors),
+                )  # fmt: skip
+                errors = self._send(ss, entry, content, [member])
+        except XdsError as exc:
+            self._audit_export(doc, ss, "8", exc.message)
+            raise
         if any(e.code == XdsError.DUPLICATE_UNIQUE_ID for e in errors):
             log.info("manifest %s was already registered there", entry.unique_id)
+            self._audit_export(doc, ss, "0", "already registered there")
             return
         if errors:
+            self._audit_export(doc, ss, "4", "; ".join(e.message for e in errors)[:500])
             raise XdsError.several(errors)
+        self._audit_export(doc, ss, "0", None)
         log.info("manifest %s published to %s", entry.unique_id, self.publish_url)
+
+    def _audit_export(
+        self, doc: Mapping[str, Any], ss: SubmissionSet, outcome: Outcome, reason: str | None
+    ) -> None:
+        """The Document Source's record of an ITI-41 it sent (ITI TF-2 3.41.5.1.1: DICOM
+        110106 Export, subtype ITI-41; the patient, the manifest and the submission set)."""
+        trail = self.context.audit
+        if trail is None or not trail.enabled:
+            return
+        trail.record(
+            actor_of(self.itself, None),
+            type_=coding(DCM_SYSTEM, "110106", "Export"),
+            subtype=[coding(IHE_EVENT, "ITI-41", "Provide and Register Document Set-b")],
+            action="R",
+            outcome=outcome,
+            outcome_desc=reason,
+            entities=[
+                patient_entity(str(doc["subject"]["reference"])),
+                resource_entity(f"DocumentReference/{doc['id']}"),
+                identifier_entity("urn:ietf:rfc:3986", f"urn:oid:{ss.unique_id}", "20", "Job"),
+            ],
+        )
 
     def _kos_of(self, doc: Mapping[str, Any]) -> bytes:
         url = str(doc["content"][0]["attachment"]["url"])
@@ -649,11 +688,11 @@ def _event_codes(study: Mapping[str, Any]) -> tuple[Code, ...]:
         if isinstance(site, dict):
             codings.append(site)
     codes: list[Code] = []
-    for coding in codings:
-        system, code = str(coding.get("system") or ""), str(coding.get("code") or "")
+    for item in codings:
+        system, code = str(item.get("system") or ""), str(item.get("code") or "")
         if not system or not code:
             continue
-        made = Code(code, system_to_scheme(system), str(coding.get("display") or code))
+        made = Code(code, system_to_scheme(system), str(item.get("display") or code))
         if all((c.code, c.scheme) != (made.code, made.scheme) for c in codes):
             codes.append(made)
     return tuple(codes)

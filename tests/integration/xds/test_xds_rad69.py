@@ -472,3 +472,8 @@ def test_retrievals_are_audited_as_rad69_exports(
     assert events, "no DCM 110106 Export audit event with subtype RAD-69"
     assert {e["action"] for e in events} == {"R"}
     assert any(e["outcome"] == "0" for e in events)
+    studies = {
+        entity["what"]["identifier"]["value"]
+        for e in events for entity in e.get("entity", []) if "identifier" in entity.get("what", {})
+    }  # fmt: skip
+    assert f"urn:oid:{loaded.b.study}" in studies

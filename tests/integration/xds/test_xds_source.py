@@ -251,6 +251,15 @@ def test_the_manifest_is_published_and_replaced(
         [published.first["id"], second["id"]]
     )
 
+    # the Document Source's own record of each ITI-41 it sent (ITI TF-2 3.41.5.1.1)
+    def export_of_second(event: dict[str, Any]) -> bool:
+        refs = {e.get("what", {}).get("reference") for e in event.get("entity", [])}
+        sent = any(s.get("code") == "ITI-41" for s in event.get("subtype", []))
+        return sent and f"DocumentReference/{second['id']}" in refs
+
+    exports = hub_a.audit("110106", export_of_second)
+    assert exports and exports[-1]["outcome"] == "0"
+
 
 def test_no_identifier_in_the_affinity_domain_no_manifest(hub_a: WebHub, hub_b: WebHub) -> None:
     lone, known = generate_uid(), generate_uid()
