@@ -304,22 +304,29 @@ def _authority(identifier: Mapping[str, Any]) -> str:
     return f"&{system[8:]}&ISO" if system.startswith("urn:oid:") else ""
 
 
+def _human_name(family: str, given: str, middle: str, suffix: str, prefix: str) -> Resource:
+    """The HumanName of the name components of an XPN, or of an XCN after its id (HL7 v2.5
+    2.A.88 / 2.A.89: family, given, further given names, suffix, prefix)."""
+    name: Resource = {}
+    if family:
+        name["family"] = family
+    given_names = [g for g in (given, middle) if g]
+    if given_names:
+        name["given"] = given_names
+    if suffix:
+        name["suffix"] = [suffix]
+    if prefix:
+        name["prefix"] = [prefix]
+    return name
+
+
 def _xcn_to_practitioner(xcn: str, rid: str) -> Resource:
     """An XCN (``id^family^given^middle^suffix^prefix^^^&oid&ISO``) -> a Practitioner."""
     parts = (xcn.split("^") + [""] * 9)[:9]
     practitioner: Resource = {"resourceType": "Practitioner", "id": rid}
     if parts[0]:
         practitioner["identifier"] = [_assigned(parts[0], parts[8])]
-    name: Resource = {}
-    if parts[1]:
-        name["family"] = parts[1]
-    given = [g for g in parts[2:4] if g]
-    if given:
-        name["given"] = given
-    if parts[5]:
-        name["prefix"] = [parts[5]]
-    if parts[4]:
-        name["suffix"] = [parts[4]]
+    name = _human_name(*parts[1:6])
     if name:
         practitioner["name"] = [name]
     return practitioner
@@ -461,17 +468,7 @@ def _source_patient(entry: DocumentEntry) -> Resource | None:
             ids.append(value)
         elif field_name == "PID-5":
             parts = (value.split("^") + [""] * 5)[:5]
-            name: Resource = {}
-            if parts[0]:
-                name["family"] = parts[0]
-            given = [g for g in parts[1:3] if g]
-            if given:
-                name["given"] = given
-            if parts[3]:
-                name["suffix"] = [parts[3]]
-            if parts[4]:
-                name["prefix"] = [parts[4]]
-            patient.setdefault("name", []).append(name)
+            patient.setdefault("name", []).append(_human_name(*parts))
         elif field_name == "PID-7" and value:
             patient["birthDate"] = dtm_to_fhir(value[:8])
         elif field_name == "PID-8" and value:
