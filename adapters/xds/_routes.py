@@ -15,7 +15,7 @@ RegistryErrorList (HTTP 200), as ITI TF-2 asks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,7 +189,7 @@ class XdsRoutes:
                 response_action, relates_to, answer.body, answer.documents
             )
             return StreamingResponse(
-                iterate_in_threadpool(_iterate(chunks)), headers={"Content-Type": content_type}
+                iterate_in_threadpool(chunks), headers={"Content-Type": content_type}
             )
         content_type, data = soap_response(response_action, relates_to, answer.body)
         return Response(data, headers={"Content-Type": content_type})
@@ -210,10 +210,6 @@ class XdsRoutes:
             actor_of(principal, address), type_=coding(DCM, *event), subtype=subtype,
             action=action, outcome=outcome, outcome_desc=reason, entities=entities,
         )  # fmt: skip
-
-
-def _iterate(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    yield from chunks
 
 
 def routes(

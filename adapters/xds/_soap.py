@@ -34,6 +34,7 @@ SOAP_XML = "application/soap+xml"
 XOP_XML = "application/xop+xml"
 ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
 MAX_ENVELOPE = 16 * 1024 * 1024
+CHUNK = 1024 * 1024  # bytes read from a document file, and written to the client, at a time
 _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
     huge_tree=False, remove_blank_text=False,
@@ -256,7 +257,7 @@ def mtom_response(
         f'start="<{root_id}>"; start-info="{SOAP_XML}"; action="{action}"'
     )
 
-    def chunks() -> Iterator[bytes]:
+    def pieces() -> Iterator[bytes]:
         yield (
             f"--{boundary}\r\nContent-Type: {XOP_XML}; charset=UTF-8; "
             f'type="{SOAP_XML}"\r\nContent-Transfer-Encoding: binary\r\n'
@@ -268,14 +269,27 @@ def mtom_response(
                 f"Content-Transfer-Encoding: binary\r\nContent-ID: <{cid}>\r\n\r\n"
             ).encode()
             with open(document.path, "rb") as fp:
-                while chunk := fp.read(1024 * 1024):
+                while chunk := fp.read(CHUNK):
                     yield chunk
             if document.temporary:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(document.path)
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    return content_type, chunks()
+    return content_type, _coalesced(pieces())
+
+
+def _coalesced(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """Pieces joined into chunks of about ``CHUNK`` bytes: many small instances cost one write
+    (and one thread hop of the server) per megabyte, not two per instance."""
+    buffer = bytearray()
+    for piece in pieces:
+        buffer += piece
+        if len(buffer) >= CHUNK:
+            yield bytes(buffer)
+            buffer.clear()
+    if buffer:
+        yield bytes(buffer)
 
 
 def mtom_request(
