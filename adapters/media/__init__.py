@@ -4,7 +4,8 @@ ology, uploaded by devices and apps into the same patient record as the DICOM st
 The ``media`` web service of ``pixelhub serve`` (entry point ``pixelhub.web_services``) under
 ``/media``: ``_routes`` (HTTP), ``_form`` (streaming multipart/form-data), ``_fields`` (the
 upload's fields), ``_sniff`` (the real type from the bytes), ``_images`` (decoding, EXIF,
-renditions), ``_wrap`` (DICOM wrapping), ``_capture`` (the upload's steps, renditions served).
+renditions), ``_video`` (videos made H.264 in MP4 for DICOM), ``_wrap`` (DICOM wrapping),
+``_capture`` (the upload's steps, renditions served).
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ is left behind on a refusal:
    videos and PDFs opened (422 when corrupt); EXIF gives the capture time and camera;
 3. the original is stored unchanged, the metadata-free renditions beside it (blobs, fsynced);
 4. when asked (``wrap=dicom``) or by department policy (``media_dicom_wrapping``), a DICOM
-   object is made (VL Photographic Image, Encapsulated PDF) and stored through the DICOM
+   object is made (VL Photographic Image, Video Photographic Image, Encapsulated PDF; audio is
+   refused with 422) as a file in the spool before anything is stored, so a video that cannot be
+   remuxed or transcoded leaves nothing behind; after step 3 it is stored through the DICOM
    importer (``pixelhub.importers`` entry point ``dicom``: the same path as C-STORE), so it
    becomes an ``ImagingStudy`` like any other; its UIDs are derived from the bytes, so a retry
    stores nothing twice;
@@ -29,7 +31,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +41,7 @@ import orjson
 from PIL import Image, ImageOps
 from pydicom.uid import generate_uid
 
-from adapters.media import _images, _sniff, _wrap
+from adapters.media import _images, _sniff, _video, _wrap
 from adapters.media._fields import CaptureFields, capture_fields
 from adapters.media._form import Upload
 from hub.auth import Principal
@@ -162,24 +164,32 @@ class MediaService:
         assert upload.path is not None
         detected = self._detect(upload)
         wrap = self._wants_wrap(fields)
-        if wrap and detected.kind != "image" and detected.mime != "application/pdf":
-            raise Unprocessable(f"DICOM wrapping of {detected.mime} is not supported yet")
+        if wrap and detected.kind not in ("image", "video") and detected.mime != "application/pdf":
+            raise Unprocessable(
+                f"DICOM wrapping of {detected.mime} is not supported: "
+                "only photos, videos and PDFs are wrapped"
+            )
         facts = self._examine(upload.path, detected)
         captured = fields.captured or facts.captured
         views = facts.views
         identifier = uuid.uuid5(_NAMESPACE, f"{upload.sha256}|{resolved.patient_ref}")
         doc_id = str(identifier)
-        renditions = [
-            self._store(
-                upload.path, "original", detected.mime, doc_id, upload.filename, upload.sha1
-            )
-        ]
-        for role, data in zip(("thumbnail", "preview"), views or (), strict=False):
-            renditions.append(self._store_bytes(data, role, doc_id))
-        study_uid = None
-        if wrap:
-            study_uid, dicom = self._wrap_dicom(upload, detected, fields, resolved, facts, captured)
-            renditions.append(dicom)
+        with ExitStack() as stack:
+            part10 = None
+            if wrap:
+                attrs = self._wrap_attributes(upload, fields, resolved, facts, captured, detected)
+                part10 = stack.enter_context(self._dicom_file(upload, detected, attrs))
+            renditions = [
+                self._store(
+                    upload.path, "original", detected.mime, doc_id, upload.filename, upload.sha1
+                )
+            ]
+            for role, data in zip(("thumbnail", "preview"), views or (), strict=False):
+                renditions.append(self._store_bytes(data, role, doc_id))
+            study_uid = None
+            if part10 is not None:
+                study_uid, dicom = self._import_dicom(part10, attrs)
+                renditions.append(dicom)
         capture = Capture(
             identifier=f"urn:uuid:{identifier}",
             patient=resolved.patient_ref,
@@ -278,33 +288,35 @@ class MediaService:
             return fields.wrap == "dicom"
         return fields.ology is not None and fields.ology in self.settings.media_dicom_wrapping
 
-    def _wrap_dicom(
-        self,
-        upload: Upload,
-        detected: _sniff.Detected,
-        fields: CaptureFields,
-        resolved: _Resolved,
-        facts: _Facts,
-        captured: str | None,
-    ) -> tuple[str, Rendition]:
-        """The DICOM object of the capture, stored through the DICOM importer (step 4)."""
+    @contextmanager
+    def _dicom_file(
+        self, upload: Upload, detected: _sniff.Detected, attrs: _wrap.WrapAttributes
+    ) -> Iterator[Path]:
+        """The capture as a DICOM Part-10 file in a work directory of the spool, removed with
+        everything else made on the way (step 4); 422 when it cannot be made."""
         assert upload.path is not None
-        attrs = self._wrap_attributes(upload, fields, resolved, facts, captured, detected)
-        if detected.kind == "image":
-            part10 = self._wrap_image(upload.path, detected, attrs)
-        elif detected.mime == "application/pdf":
-            part10 = _wrap.wrap_pdf(upload.path, attrs=attrs, title=upload.filename or "Document")
-        else:  # refused before anything was stored (``_upload``)
-            raise AssertionError(f"no DICOM wrapping for {detected.mime}")
+        os.makedirs(self.spool_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.spool_dir) as work:
+            path = Path(work) / "capture.dcm"
+            if detected.kind == "video":
+                video = _video.h264_mp4(upload.path, work)
+                _wrap.wrap_video(video, attrs=attrs, path=path)
+            elif detected.kind == "image":
+                path.write_bytes(self._wrap_image(upload.path, detected, attrs))
+            elif detected.mime == "application/pdf":
+                title = upload.filename or "Document"
+                path.write_bytes(_wrap.wrap_pdf(upload.path, attrs=attrs, title=title))
+            else:  # refused before anything was stored (``_upload``)
+                raise AssertionError(f"no DICOM wrapping for {detected.mime}")
+            yield path
+
+    def _import_dicom(self, part10: Path, attrs: _wrap.WrapAttributes) -> tuple[str, Rendition]:
+        """The DICOM object of the capture, stored through the DICOM importer (step 4)."""
         importers = available_importers()
         if "dicom" not in importers:
             raise Unprocessable("DICOM wrapping needs the dicom importer, which is not installed")
         importer = importers["dicom"](self.context)
-        os.makedirs(self.spool_dir, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=self.spool_dir, suffix=".dcm") as fp:
-            fp.write(part10)
-            fp.flush()
-            outcome = importer.import_one(ImportItem(Path(fp.name)))
+        outcome = importer.import_one(ImportItem(part10))
         importer.finish()
         if outcome.status == "rejected":
             reason = outcome.reason
@@ -362,7 +374,7 @@ class MediaService:
         when = _as_datetime(captured)
         if detected.kind == "document":
             modality = "DOC"
-        else:  # a photo modality without its own IOD here (OP...) is a VL Photographic Image
+        else:  # a modality without its own IOD here (OP...) is a VL or Video Photographic Image
             modality = fields.modality or "XC"
             if modality not in _wrap.PHOTO_SOP_CLASSES:
                 modality = "XC"

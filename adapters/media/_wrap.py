@@ -1,11 +1,15 @@
-"""DICOM objects made from uploaded photos and PDFs (DICOM PS3.3, PS3.5, PS3.10).
+"""DICOM objects made from uploaded photos, videos and PDFs (DICOM PS3.3, PS3.5, PS3.10).
 
 A photo becomes a VL Photographic Image (PS3.3 A.32.4; VL Endoscopic A.32.1 or VL Microscopic
 A.32.2 for the modalities ES and GM): a JPEG stream encapsulated unchanged as one fragment
-(PS3.5 8.2.1, A.4), or 8-bit RGB pixels in Explicit VR Little Endian. A PDF becomes an
-Encapsulated PDF (PS3.3 A.45.1). Each is returned as Part-10 bytes (PS3.10 7.1) for the DICOM
-importer; the caller generates the UIDs and has stripped the photo of its metadata. Free text is
-tidied to fit its VR; identifiers that do not fit are refused (422) rather than cut.
+(PS3.5 8.2.1, A.4), or 8-bit RGB pixels in Explicit VR Little Endian. A video becomes a Video
+Photographic Image (A.32.7; Video Endoscopic A.32.5, Video Microscopic A.32.6): its MP4 of one
+H.264 track (``_video``) is the one fragment of the Pixel Data, after an empty Basic Offset Table,
+in MPEG-4 AVC/H.264 High Profile / Level 4.1 (PS3.5 8.2.7, A.4), written straight to a file. A
+PDF becomes an Encapsulated PDF (PS3.3 A.45.1). Photos and PDFs are returned as Part-10 bytes
+(PS3.10 7.1), videos as a Part-10 file, for the DICOM importer; the caller generates the UIDs and
+has stripped the capture of its metadata. Free text is tidied to fit its VR; identifiers that do
+not fit are refused (422) rather than cut.
 """
 
 from __future__ import annotations
@@ -20,21 +24,35 @@ from types import MappingProxyType
 
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
+from pydicom.encaps import encapsulate, encapsulate_buffer
 from pydicom.filewriter import dcmwrite
+from pydicom.tag import Tag
 from pydicom.uid import (
+    MPEG4HP41,
     UID,
     EncapsulatedPDFStorage,
     ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
+    VideoEndoscopicImageStorage,
+    VideoMicroscopicImageStorage,
+    VideoPhotographicImageStorage,
     VLEndoscopicImageStorage,
     VLMicroscopicImageStorage,
     VLPhotographicImageStorage,
 )
 
+from adapters.media._video import H264Video
 from hub.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
-__all__ = ["PHOTO_SOP_CLASSES", "WrapAttributes", "wrap_jpeg", "wrap_pdf", "wrap_pixels"]
+__all__ = [
+    "PHOTO_SOP_CLASSES",
+    "VIDEO_SOP_CLASSES",
+    "WrapAttributes",
+    "wrap_jpeg",
+    "wrap_pdf",
+    "wrap_pixels",
+    "wrap_video",
+]
 
 # The VL IOD of each photo modality (PS3.3 A.32.1, A.32.2, A.32.4: each fixes its Modality).
 PHOTO_SOP_CLASSES: Mapping[str, UID] = MappingProxyType(
@@ -42,6 +60,14 @@ PHOTO_SOP_CLASSES: Mapping[str, UID] = MappingProxyType(
         "XC": VLPhotographicImageStorage,
         "ES": VLEndoscopicImageStorage,
         "GM": VLMicroscopicImageStorage,
+    }
+)
+# The video IOD of each of the same modalities (PS3.3 A.32.7, A.32.5, A.32.6).
+VIDEO_SOP_CLASSES: Mapping[str, UID] = MappingProxyType(
+    {
+        "XC": VideoPhotographicImageStorage,
+        "ES": VideoEndoscopicImageStorage,
+        "GM": VideoMicroscopicImageStorage,
     }
 )
 # PS3.5 Table 6.2-1: a value of explicit length is at most 2^32 - 2 bytes (0xFFFFFFFF is undefined).
@@ -67,7 +93,7 @@ class WrapAttributes:
     sop_uid: str
     accession: str  # "" allowed (type 2)
     captured: datetime  # aware: content and acquisition date and time
-    modality: str  # photos: XC, ES or GM (PHOTO_SOP_CLASSES), "" as XC; PDFs are always DOC
+    modality: str  # photos, videos: XC, ES or GM (*_SOP_CLASSES), "" as XC; PDFs are always DOC
     body_site: tuple[str, str, str] | None  # (scheme, code, meaning), scheme "SCT"
     laterality: str  # L, R, B, U or "" (unknown)
     study_description: str
@@ -102,7 +128,7 @@ def wrap_jpeg(
         return wrap_pixels(rgb, attrs=attrs, width=width, height=height, lossy_method=_JPEG)
     if (components, photometric) not in ((1, "MONOCHROME2"), (3, "YBR_FULL_422")):
         raise ValueError(f"{components} components as {photometric} is not a VL JPEG image")
-    ds = _image(attrs, width, height, components, photometric, lossy_method=_JPEG)
+    ds = _image(attrs, width, height, components, photometric, lossy_methods=(_JPEG,))
     ds.PixelData = encapsulate([jpeg], has_bot=True)
     ds["PixelData"].VR = "OB"
     return _part10(ds, JPEGBaseline8Bit)
@@ -116,10 +142,37 @@ def wrap_pixels(
     pixels went through before (PS3.3 C.7.6.1.1.5, e.g. ``ISO_10918_1``), "" for none."""
     if len(rgb) != width * height * 3:
         raise ValueError(f"{len(rgb)} bytes are not {width}x{height} RGB pixels")
-    ds = _image(attrs, width, height, 3, "RGB", lossy_method=lossy_method)
+    methods = (lossy_method,) if lossy_method else ()
+    ds = _image(attrs, width, height, 3, "RGB", lossy_methods=methods)
     ds.PixelData = rgb + b"\x00" * (len(rgb) % 2)  # OB values have even length (PS3.5 7.1.1)
     ds["PixelData"].VR = "OB"
     return _part10(ds, ExplicitVRLittleEndian)
+
+
+def wrap_video(video: H264Video, *, attrs: WrapAttributes, path: str | Path) -> Path:
+    """A Video Photographic Image (PS3.3 A.32.7, or A.32.5/A.32.6 for ES/GM) written to ``path``:
+    the MP4 of ``video`` as the one fragment of its Pixel Data after an empty Basic Offset Table,
+    in MPEG-4 AVC/H.264 High Profile / Level 4.1 (PS3.5 8.2.7, A.4), copied from its file while
+    written, never held in memory. The Cine and Multi-frame modules (C.7.6.5, C.7.6.6) give its
+    frame count and nominal frame time; 413 past the 2^32 - 2 bytes of one fragment."""
+    size = video.path.stat().st_size
+    if size > _MAX_VALUE_BYTES:
+        raise PayloadTooLarge(f"A video of {size} bytes does not fit in one DICOM object")
+    ds = _image(
+        attrs, video.width, video.height, 3, "YBR_PARTIAL_420",
+        lossy_methods=video.lossy_methods, classes=VIDEO_SOP_CLASSES,
+    )  # fmt: skip
+    ds.CineRate = round(video.frame_rate)
+    ds.FrameTime = f"{float(1000 / video.frame_rate):.6g}"  # DS, milliseconds
+    ds.NumberOfFrames = video.frames
+    ds.FrameIncrementPointer = Tag(0x0018, 0x1063)  # Frame Time
+    out = Path(path)
+    with open(video.path, "rb") as mp4:
+        ds.PixelData = encapsulate_buffer([mp4], has_bot=False)
+        ds["PixelData"].VR = "OB"
+        _meta(ds, MPEG4HP41)
+        dcmwrite(out, ds, enforce_file_format=True)
+    return out
 
 
 def wrap_pdf(pdf_path: str | Path, *, attrs: WrapAttributes, title: str) -> bytes:
@@ -154,15 +207,18 @@ def _image(
     components: int,
     photometric: str,
     *,
-    lossy_method: str,
+    lossy_methods: tuple[str, ...],
+    classes: Mapping[str, UID] = PHOTO_SOP_CLASSES,
 ) -> Dataset:
-    """Every module of the VL image IODs but the Pixel Data itself."""
+    """Every module of the VL image IODs (the video ones too, but their Cine and Multi-frame
+    modules) but the Pixel Data itself; ``lossy_methods`` lists the lossy compressions the
+    pixels went through, oldest first (PS3.3 C.7.6.1.1.5)."""
     modality = attrs.modality or "XC"
-    if modality not in PHOTO_SOP_CLASSES:
+    if modality not in classes:
         raise Unprocessable(
-            f"A photo of modality {modality!r} cannot be wrapped: one of XC, ES, GM"
+            f"A capture of modality {modality!r} cannot be wrapped: one of XC, ES, GM"
         )
-    ds = _common(attrs, PHOTO_SOP_CLASSES[modality], modality)
+    ds = _common(attrs, classes[modality], modality)
     if attrs.operator:  # General Series (C.7.3.1); the Encapsulated Document Series has none
         ds.OperatorsName = _text(attrs.operator, _LO)
     # General Image (C.7.6.1) and VL Image (C.8.12.1)
@@ -170,9 +226,9 @@ def _image(
     ds.PatientOrientation = ""
     _content_time(ds, attrs.captured)
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
-    ds.LossyImageCompression = "01" if lossy_method else "00"
-    if lossy_method:
-        ds.LossyImageCompressionMethod = lossy_method
+    ds.LossyImageCompression = "01" if lossy_methods else "00"
+    if lossy_methods:
+        ds.LossyImageCompressionMethod = list(lossy_methods)
     if attrs.laterality:
         if attrs.laterality not in ("L", "R", "B", "U"):
             raise Unprocessable(f"Laterality {attrs.laterality!r} is not one of L, R, B, U")
@@ -287,7 +343,16 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
 
 
 def _part10(ds: Dataset, transfer_syntax: str) -> bytes:
-    """``ds`` as a DICOM file (PS3.10 7.1), with UTF-8 declared when any text needs it."""
+    """``ds`` as a DICOM file (PS3.10 7.1)."""
+    _meta(ds, transfer_syntax)
+    out = io.BytesIO()
+    dcmwrite(out, ds, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _meta(ds: Dataset, transfer_syntax: str) -> None:
+    """The File Meta Information of ``ds`` (PS3.10 7.1), and UTF-8 declared when any text needs
+    it (PS3.3 C.12.1.1.2, ``ISO_IR 192``)."""
     if any(e.VR in _TEXT_VRS and not str(e.value).isascii() for e in ds.iterall()):
         ds.SpecificCharacterSet = "ISO_IR 192"
     meta = FileMetaDataset()
@@ -295,6 +360,3 @@ def _part10(ds: Dataset, transfer_syntax: str) -> bytes:
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = UID(transfer_syntax)
     ds.file_meta = meta
-    out = io.BytesIO()
-    dcmwrite(out, ds, enforce_file_format=True)
-    return out.getvalue()

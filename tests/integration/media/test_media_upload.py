@@ -5,20 +5,29 @@ from __future__ import annotations
 
 import io
 import socket
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+import av
 import httpx
+import pydicom
 import pytest
 from PIL import Image
+from pydicom.encaps import generate_fragments
 
 from tests.e2e.support import assert_valid_r4
 from tests.integration.dicomweb.conftest import WebHub
 from tests.integration.media import samples
-from tests.integration.media.conftest import MAX_UPLOAD, TOKEN, Record
+from tests.integration.media.conftest import MAX_UPLOAD, TOKEN, Record, new_record
 
 SCT = "http://snomed.info/sct"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
+H264 = "1.2.840.10008.1.2.4.102"  # MPEG-4 AVC/H.264 High Profile / Level 4.1 (PS3.5 8.2.7)
+VIDEO_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4.1"
+VIDEO_ENDOSCOPIC = "1.2.840.10008.5.1.4.1.1.77.1.1.1"
 
 
 def upload(
@@ -388,7 +397,139 @@ def test_a_big_video_upload_takes_constant_memory(media_hub: WebHub, record: Rec
     assert grown < 64 * 1024 * 1024, f"the server's peak memory grew by {grown >> 20} MB"
 
 
-def test_wrapping_a_video_is_refused_until_it_is_built(media_hub: WebHub, record: Record) -> None:
-    r = upload(media_hub, samples.mp4(), "clip.mp4", "video/mp4", patient=record.patient,
+# --------------------------------------------------------------------------- videos as DICOM
+
+
+def wrapped_video(
+    hub: WebHub, doc: dict[str, Any], tmp_path: Path
+) -> tuple[dict[str, Any], Path, str]:
+    """The ImagingStudy of a wrapped capture, its instance fetched by WADO-RS in the H.264
+    transfer syntax (PS3.18 8.7.3) into a file, and the Content-Type of that part."""
+    related = [r["identifier"] for r in doc["context"].get("related", [])]
+    uid = next(i["value"] for i in related if i.get("system") == "urn:dicom:uid")
+    study = hub.study(uid.removeprefix("urn:oid:"))
+    dicom = rendition_of_type(doc, "application/dicom")
+    accept = f'multipart/related; type="application/dicom"; transfer-syntax={H264}'
+    with hub.http() as c:
+        r = c.get(dicom["url"], headers={"Accept": accept})
+    assert r.status_code == 200, r.text
+    head, body = r.content.split(b"\r\n\r\n", 1)
+    path = tmp_path / "video.dcm"
+    path.write_bytes(body.rsplit(b"\r\n--", 1)[0])
+    part_type = next(
+        line.split(b":", 1)[1].decode().strip() for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-type")
+    )  # fmt: skip
+    return study, path, part_type
+
+
+def rendition_of_type(doc: dict[str, Any], content_type: str) -> dict[str, Any]:
+    return dict(
+        next(
+            c["attachment"] for c in doc["content"]
+            if c["attachment"]["contentType"] == content_type
+        )
+    )  # fmt: skip
+
+
+def video_packets(data: bytes) -> list[bytes]:
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        return [bytes(p) for p in container.demux(stream) if p.dts is not None]
+
+
+def test_a_wrapped_video_is_a_video_photographic_image(
+    media_hub: WebHub, record: Record, tmp_path: Path, assert_dicom_conforms: Any
+) -> None:
+    clip = samples.mp4(codec="libx264")  # H.264 within Level 4.1: remuxed, not re-encoded
+    r = upload(
+        media_hub, clip, "clip.mp4", "video/mp4", patient=record.patient, wrap="dicom",
+        encounter=record.encounter, modality="XC", bodySite="FOOT", accession="ACC-V1",
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    assert get(media_hub, rendition(doc, "original")["url"]).content == clip
+    assert get(media_hub, rendition(doc, "thumbnail")["url"]).status_code == 200
+    study, path, part_type = wrapped_video(media_hub, doc, tmp_path)
+    assert_valid_r4(study)
+    assert study["subject"]["reference"] == record.patient
+    series = study["series"][0]
+    assert series["modality"]["code"] == "XC"
+    assert series["instance"][0]["sopClass"]["code"] == f"urn:oid:{VIDEO_PHOTOGRAPHIC}"
+    assert f"transfer-syntax={H264}" in part_type
+    dataset = pydicom.dcmread(path)
+    assert dataset.file_meta.TransferSyntaxUID == H264
+    assert dataset.SOPClassUID == VIDEO_PHOTOGRAPHIC
+    assert (dataset.PatientID, dataset.AccessionNumber) == (record.mrn, "ACC-V1")
+    assert dataset.AdmissionID == record.encounter.removeprefix("Encounter/")
+    assert (dataset.Rows, dataset.Columns, dataset.NumberOfFrames) == (240, 320, 30)
+    assert_dicom_conforms(path)
+    # dcmtk reads the object back
+    dump = subprocess.run(["dcmdump", str(path)], capture_output=True, text=True, check=False)
+    assert dump.returncode == 0, dump.stderr
+    assert "MPEG-4 AVC/H.264 High Profile / Level 4.1" in dump.stdout
+    assert "VideoPhotographicImageStorage" in dump.stdout
+    # an empty Basic Offset Table, then the MP4 holding the uploaded pictures unchanged
+    bot, mp4 = generate_fragments(dataset.PixelData)
+    assert bot == b""
+    assert mp4[4:8] == b"ftyp"
+    assert video_packets(mp4) == video_packets(clip)
+
+
+def test_an_endoscopy_video_is_a_video_endoscopic_image(
+    media_hub: WebHub, record: Record, tmp_path: Path, assert_dicom_conforms: Any
+) -> None:
+    clip = samples.mp4()  # MPEG-4 Part 2: transcoded to H.264
+    r = upload(media_hub, clip, "scope.mp4", "video/mp4", patient=record.patient,
+               wrap="dicom", modality="ES", bodySite="COLON")  # fmt: skip
+    assert r.status_code == 201, r.text
+    study, path, _ = wrapped_video(media_hub, r.json(), tmp_path)
+    assert study["series"][0]["modality"]["code"] == "ES"
+    dataset = pydicom.dcmread(path)
+    assert dataset.SOPClassUID == VIDEO_ENDOSCOPIC
+    assert dataset.file_meta.TransferSyntaxUID == H264
+    assert (dataset.LossyImageCompression, dataset.LossyImageCompressionMethod) == (
+        "01",
+        "ISO_14496_10",
+    )
+    assert_dicom_conforms(path)
+    _, mp4 = generate_fragments(dataset.PixelData)
+    with av.open(io.BytesIO(mp4)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert len(list(container.decode(stream))) == dataset.NumberOfFrames == 30
+
+
+def truncated_mp4(turn: int) -> bytes:
+    """An H.264 clip with its index first (``+faststart``) cut at 70 %: it opens and its first
+    frame decodes, so it passes the checks every video gets, but a third of its frames are gone.
+    ``turn`` (degrees a frame) makes each clip's bytes its own."""
+    with tempfile.TemporaryDirectory() as work:
+        path = Path(work) / "clip.mp4"
+        with av.open(str(path), "w", options={"movflags": "+faststart"}) as container:
+            stream = container.add_stream("libx264", rate=15)
+            stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+            for i in range(30):
+                picture = samples.gradient(320, 240).rotate(i * turn)
+                container.mux(stream.encode(av.VideoFrame.from_image(picture)))
+            container.mux(stream.encode(None))
+        data = path.read_bytes()
+    return data[: len(data) * 7 // 10]
+
+
+def test_a_corrupt_video_to_wrap_is_422_and_stores_nothing(
+    media_hub: WebHub, record: Record
+) -> None:
+    r = upload(media_hub, truncated_mp4(3), "clip.mp4", "video/mp4", patient=record.patient)
+    assert r.status_code == 201, r.text  # such a clip is kept as it is when not wrapped
+    other = new_record(media_hub)
+    blobs = sorted((media_hub.data_dir / "blobs").rglob("*"))  # content-addressed files
+    r = upload(media_hub, truncated_mp4(4), "clip.mp4", "video/mp4", patient=other.patient,
                wrap="dicom")  # fmt: skip
-    assert_refused(media_hub, record, r, 422, "DICOM wrapping of video/mp4 is not supported")
+    assert_refused(media_hub, other, r, 422, "corrupt video")
+    assert sorted((media_hub.data_dir / "blobs").rglob("*")) == blobs
+
+
+def test_wrapping_audio_is_refused(media_hub: WebHub, record: Record) -> None:
+    r = upload(media_hub, samples.wav(), "heart.wav", None, patient=record.patient, wrap="dicom")
+    assert_refused(media_hub, record, r, 422, "DICOM wrapping of audio/wav is not supported")
