@@ -13,6 +13,7 @@ from hub.audit.cli import audit
 from hub.cli_options import CONFIG as _CONFIG
 from hub.cli_options import DATA_DIR as _DATA_DIR
 from hub.cli_options import settings_from as _settings
+from hub.federation.cli import partners
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -213,6 +214,7 @@ def users_list(config: str | None, **flags: Any) -> None:
 
 
 main.add_command(audit)
+main.add_command(partners)
 
 
 @main.group()

@@ -26,6 +26,14 @@ from hub.channels import (
 from hub.config import Settings
 from hub.engines import open_engine
 from hub.errors import HubError
+from hub.federation import (
+    BackendTokens,
+    FederatedSearch,
+    FederationOptions,
+    PartnerStore,
+    site_id,
+)
+from hub.federation.requester import PURPOSE_OF_USE
 from hub.fhir.capability import capability_statement
 from hub.fhir.service import FhirService, ServiceOptions
 from hub.health import HealthCheck
@@ -127,6 +135,22 @@ class Hub:
         self.runner.stop()
         self.audit.close()
         self.engine.close()
+
+
+def _federation(settings: Settings, service: FhirService, base_url: str) -> FederatedSearch:
+    """The federated search of ``/fhir/federated`` (issue 12)."""
+    partners = PartnerStore(settings.partners_file)
+    options = FederationOptions(
+        base_url=base_url.rstrip("/"),
+        site_id=site_id(settings.partners_file.parent, settings.federation_site_id),
+        max_hops=settings.federation_max_hops,
+        purpose_of_use=((PURPOSE_OF_USE, settings.federation_purpose_of_use),),
+        max_results=settings.federation_max_results,
+        page_ttl=settings.federation_page_ttl,
+        default_count=settings.default_page_size,
+        max_count=settings.max_page_size,
+    )
+    return FederatedSearch(service, partners, BackendTokens(partners.key_file), options)
 
 
 def build_hub(settings: Settings, *, base_url: str) -> Hub:
@@ -237,6 +261,7 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
             inspector=installed_inspector(),
         ),
     )
+    state.federation = _federation(settings, service, base_url)
     web_services = [factory(context) for factory in enabled_web_services(settings).values()]
     app = create_app(state, cors_origins=settings.cors_origins, routers=web_services)
     return Hub(settings, engine, service, policy, runner, health, app, audit, indexer, context)

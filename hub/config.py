@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     xds_publish_token: str | None = None
     # XDSSubmissionSet.sourceId (an OID) of published submissions; default: repositoryUniqueId.
     xds_source_id: str | None = None
+    # Federation (issue 12, hub/federation): this hub's name in Via headers (default: made once
+    # per data dir, <data dir>/federation/site-id), the most hubs a federated request may pass,
+    # the purpose of use sent to partners (v3 PurposeOfUse code), the matches taken from one
+    # site, and the seconds the merged result of a search stays pageable.
+    federation_site_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    federation_max_hops: int = Field(3, ge=1, le=10)
+    federation_purpose_of_use: str = Field("TREAT", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    federation_max_results: int = Field(1000, ge=1, le=10000)
+    federation_page_ttl: float = Field(600.0, gt=0, le=86400)
     # Channels to serve besides HTTP (e.g. "dicom,hl7v2"); absent = every installed channel.
     channels: Annotated[list[str] | None, NoDecode] = None
 
@@ -215,6 +224,11 @@ class Settings(BaseSettings):
             return self.smart_issuer.rstrip("/")
         base = fhir_base.rstrip("/")
         return f"{base.removesuffix('/fhir')}/auth"
+
+    @property
+    def partners_file(self) -> Path:
+        """Where the federation partners live (``pixelhub partners``)."""
+        return self.data_dir / "federation" / "partners.json"
 
     @property
     def audit_directory(self) -> Path:

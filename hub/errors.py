@@ -23,6 +23,7 @@ these into their own protocol (DICOM status, HL7 ACK, XDS RegistryError) where t
     ├── PayloadTooLarge           413 too-costly     HUB-1501
     ├── UnsupportedMediaType      415 not-supported  HUB-1502
     ├── Unprocessable             422 processing     HUB-1503
+    ├── LoopDetected              508 too-costly     HUB-1901  (a federated request looped)
     ├── OutOfResources            503 transient      HUB-1601  (disk full, store unavailable)
     └── AuditUnavailable          503 transient      HUB-1701  (the audit journal cannot be written)
 """
@@ -188,6 +189,14 @@ class Unprocessable(HubError):
     status = 422
     issue_code = "processing"
     hub_code = "HUB-1503"
+
+
+class LoopDetected(HubError):
+    """A federated request came back to a hub it passed, or went too far (RFC 5842 §7.2)."""
+
+    status = 508
+    issue_code = "too-costly"
+    hub_code = "HUB-1901"
 
 
 class OutOfResources(HubError):

@@ -33,6 +33,8 @@ DICOM_UID = "urn:dicom:uid"
 HL7_CONTROL_ID = "urn:pixelhub:hl7v2:message-control-id"
 PIXELHUB_USER = "urn:pixelhub:user"
 PIXELHUB_CLIENT = "urn:pixelhub:client"
+FEDERATED_USER = "urn:pixelhub:federation:user"  # a user named by a federating hub (issue 12)
+FEDERATION_PARTNER = "urn:pixelhub:federation:partner"
 
 
 def coding(system: str, code: str, display: str | None = None) -> Resource:
@@ -76,14 +78,26 @@ REST_ACTION = {
 
 
 @dataclass(frozen=True)
+class OriginatingUser:
+    """The person a federating hub asked for, as that hub asserts it (its IUA-style header)."""
+
+    name: str
+    fhir_user: str | None = None
+    site: str | None = None  # the requesting hub (IUA home_community_id)
+
+
+@dataclass(frozen=True)
 class Actor:
-    """Who acted: ``name`` is the user name, client id, AE title or ``APP^FACILITY``."""
+    """Who acted: ``name`` is the user name, client id, AE title or ``APP^FACILITY``;
+    ``purpose_of_use`` holds ``(system, code)`` Codings (v3 PurposeOfUse)."""
 
     name: str
     kind: Literal["user", "client", "dicom", "hl7", "anonymous"]
     address: str | None = None
     fhir_user: str | None = None  # "Practitioner/123" for a signed-in user
     client_id: str | None = None  # the SMART client acting for the user
+    originating_user: OriginatingUser | None = None
+    purpose_of_use: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,26 @@ class Source:
 
 def _network(address: str | None) -> Resource:
     return {"network": {"address": address, "type": "2"}} if address else {}
+
+
+def _originating_agent(origin: OriginatingUser, hub: str, purposes: list[Resource]) -> Resource:
+    """The user a federating hub asked for (issue 12): asserted by that hub, not authenticated
+    here, so its identifier names the asserting site."""
+    site = origin.site or hub
+    display = f"{origin.name} (asserted by {site})"
+    agent: Resource = {
+        "type": {"coding": [coding(PARTICIPATION, "IRCP", "information recipient")]},
+        "who": {
+            "identifier": {"system": FEDERATED_USER, "value": f"{site}|{origin.name}"},
+            "display": f"{display}, {origin.fhir_user}" if origin.fhir_user else display,
+        },
+        "altId": origin.name,
+        "name": origin.name,
+        "requestor": True,
+    }
+    if purposes:
+        agent["purposeOfUse"] = purposes
+    return agent
 
 
 def _agents(actor: Actor, source: Source) -> list[Resource]:
@@ -122,7 +156,12 @@ def _agents(actor: Actor, source: Source) -> list[Resource]:
             "requestor": True,
             **_network(actor.address),
         }
+    purposes = [{"coding": [coding(s, c)]} for s, c in actor.purpose_of_use]
+    if purposes:
+        requestor["purposeOfUse"] = purposes
     agents = [requestor]
+    if actor.originating_user is not None:  # the person the hub asked for comes first
+        agents.insert(0, _originating_agent(actor.originating_user, actor.name, purposes))
     if actor.kind == "user" and actor.client_id:
         agents.append(
             {
@@ -188,6 +227,19 @@ def dicom_query_entity(
     return entity
 
 
+def site_entity(name: str, endpoint: str | None, description: str) -> Resource:
+    """A partner site a federated search asked (object role 17 Data Repository)."""
+    what: Resource = {"identifier": {"system": FEDERATION_PARTNER, "value": name}}
+    if endpoint:
+        what["reference"] = endpoint
+    return {
+        "what": what,
+        "type": coding(ENTITY_TYPE, "2", "System Object"),
+        "role": coding(OBJECT_ROLE, "17", "Data Repository"),
+        "description": description[:1000],
+    }
+
+
 def identifier_entity(system: str, value: str, role: str, role_display: str) -> Resource:
     return {
         "what": {"identifier": {"system": system, "value": value}},
@@ -226,6 +278,8 @@ def interaction_to_auditevent(
     }
     if subtype:
         event["subtype"] = list(subtype)
+    if actor.purpose_of_use:
+        event["purposeOfEvent"] = [{"coding": [coding(s, c)]} for s, c in actor.purpose_of_use]
     if outcome_desc:
         event["outcomeDesc"] = outcome_desc[:1000]
     entity_list = list(entities)

@@ -47,6 +47,7 @@ from mappings.interaction_to_auditevent import (
     interaction_to_auditevent,
     patient_entity,
     rest_entities,
+    site_entity,
 )
 
 log = logging.getLogger("pixelhub.audit")
@@ -134,8 +135,12 @@ class AuditTrail:
         patients: Iterable[str] = (),
         resources: Iterable[str] = (),
         query: str | None = None,
+        sites: Iterable[tuple[str, str | None, str]] = (),
     ) -> Resource | None:
-        """A FHIR RESTful interaction (BALP ``Basic AuditEvent`` for RESTful activity)."""
+        """A FHIR RESTful interaction (BALP ``Basic AuditEvent`` for RESTful activity);
+        ``sites`` are the partners a federated search asked: (name, Endpoint, how it went)."""
+        entities = rest_entities(patients=patients, resources=resources, query=query)
+        entities += [site_entity(name, endpoint, how) for name, endpoint, how in sites]
         return self.record(
             actor,
             type_=REST,
@@ -143,7 +148,7 @@ class AuditTrail:
             action=REST_ACTION.get(interaction, "E"),
             outcome=outcome_of_status(status),
             outcome_desc=outcome_desc,
-            entities=rest_entities(patients=patients, resources=resources, query=query),
+            entities=entities,
         )
 
     def dicom_association(

@@ -51,6 +51,17 @@ NOT_ADVERTISED: dict[str, str] = {
 }
 
 
+# Operations served (``hub.http.federation_routes``): IHE PIXm ITI-83 for federation partners.
+OPERATIONS = {
+    "Patient": [
+        {
+            "name": "ihe-pix",
+            "definition": "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix",
+        }
+    ]
+}
+
+
 def capability_statement(
     base_url: str,
     registry: SearchParameterRegistry,
@@ -89,8 +100,10 @@ def capability_statement(
         )
         writable = rtype not in APPEND_ONLY_TYPES
         interactions = TYPE_INTERACTIONS if writable else APPEND_ONLY_INTERACTIONS
+        operations = OPERATIONS.get(rtype)
         resources.append(
             {
+                **({"operation": operations} if operations else {}),
                 "type": rtype,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
                 "interaction": [{"code": code} for code in interactions],

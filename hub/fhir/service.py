@@ -14,8 +14,9 @@ may be seen, and a single resource is visible when a search for its ``_id`` plus
 finds it. Anything not visible is answered exactly like a missing resource (404; a delete
 succeeds without deleting), never 403, so not even its existence is revealed
 (SMART ``scopes-and-launch-context.html``, FHIR R4 ``security.html``). Deleted resources are not
-visible to restricted principals. An ``$operation`` (none is served yet) checks ``"operation"``
-and, on an instance, ``visible``; one that searches goes through ``confine``.
+visible to restricted principals. An ``$operation`` checks ``"operation"`` and, on an instance,
+``visible``; one that searches (PIXm ``Patient/$ihe-pix``, ``hub.federation.pix``) goes through
+``search`` and so through ``confine``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.errors import HubError, Issue, NotAcceptable, operation_outcome
-from hub.http import audit_routes, auth_routes, fhir_routes, openapi
+from hub.http import audit_routes, auth_routes, federation_routes, fhir_routes, openapi
 from hub.http.audit import AuditMiddleware
 from hub.http.deps import HubState, authenticate, hub_state
 
@@ -154,6 +154,7 @@ def create_app(
     if state.auth_server is not None:  # before /fhir/{type}/{id}, which would match .well-known
         app.include_router(auth_routes.router)
     app.include_router(audit_routes.router)
+    app.include_router(federation_routes.router)  # before /fhir/{type}/{id} matches it
     for router in routers:
         app.include_router(router)
     app.include_router(fhir_routes.router)

@@ -14,6 +14,7 @@ held in memory.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -21,7 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.errors import AuditUnavailable
-from mappings.interaction_to_auditevent import Actor
+from hub.federation.requester import IUA_HEADER, Requester
+from mappings.interaction_to_auditevent import Actor, OriginatingUser
 
 if TYPE_CHECKING:
     from hub.audit.trail import AuditTrail
@@ -33,6 +35,7 @@ _PATIENT_RES = re.compile(rb'"resourceType":"Patient","id":"([A-Za-z0-9\-.]{1,64
 _BUNDLE_TYPE = re.compile(rb'"type":"(transaction|batch)-response"')
 _DIAGNOSTICS = re.compile(rb'"diagnostics":"((?:[^"\\]|\\.){0,500})"')
 _UNAUDITED = ("metadata", ".well-known")
+_IUA = IUA_HEADER.lower().encode()
 
 
 def _is_json(start: Message) -> bool:
@@ -50,6 +53,8 @@ def classify(method: str, path: str) -> tuple[str, str | None, str | None] | Non
     if any(p.startswith("$") for p in parts):
         return "operation", parts[0] if not parts[0].startswith("$") else None, None
     n = len(parts)
+    if parts and parts[0] == "federated":  # issue 12: a search of this hub and its partners
+        return "search-type", parts[1] if n > 1 else None, None
     if n == 0:
         return ("transaction" if method == "POST" else "search-system"), None, None
     if parts[0] == "_history" and n == 1:
@@ -73,10 +78,15 @@ def classify(method: str, path: str) -> tuple[str, str | None, str | None] | Non
     return "operation", rtype, rid
 
 
-def actor_of(principal: Principal | None, address: str | None) -> Actor:
-    """The requestor: a signed-in user (with its fhirUser and client), a client, or nobody."""
+def actor_of(
+    principal: Principal | None, address: str | None, iua_header: str | None = None
+) -> Actor:
+    """The requestor: a signed-in user (with its fhirUser and client), a client, or nobody;
+    for a client, the user and purpose of use a federating hub asserts in ``iua_header``
+    (``hub.federation.requester``)."""
     if principal is None:
         return Actor("anonymous", "anonymous", address=address)
+    origin = Requester.from_header(iua_header)
     fhir_user = getattr(principal, "fhir_user", None)
     client_id = getattr(principal, "client_id", None)
     is_user = fhir_user is not None or (client_id is not None and client_id != principal.subject)
@@ -86,6 +96,12 @@ def actor_of(principal: Principal | None, address: str | None) -> Actor:
         address=principal.address or address,
         fhir_user=fhir_user,
         client_id=client_id,
+        originating_user=OriginatingUser(
+            origin.subject_name, origin.subject_id, origin.home_community_id
+        )
+        if origin is not None
+        else None,
+        purpose_of_use=origin.purpose_of_use if origin is not None else (),
     )
 
 
@@ -165,7 +181,9 @@ class AuditMiddleware:
         state: Any = scope.get("state", {})
         principal = state.get("principal") if isinstance(state, dict) else None
         client = scope.get("client")
-        actor = actor_of(principal, client[0] if client else None)
+        iua = dict(scope.get("headers", [])).get(_IUA)
+        actor = actor_of(principal, client[0] if client else None, iua and iua.decode("latin-1"))
+        federated = state.get("federated") if isinstance(state, dict) else None
         resources: list[str] = []
         patients: list[str] = []
         query = None
@@ -181,13 +199,18 @@ class AuditMiddleware:
             qs = scope.get("query_string", b"").decode("latin-1")
             query = f"{rtype or ''}?{qs}" if interaction.startswith("search") else None
         description = None
-        if status < 400:
+        sites: list[tuple[str, str | None, str]] = []
+        if federated is not None:  # the route's result: local patients, partners, purpose
+            actor = replace(actor, purpose_of_use=federated.requester.purpose_of_use)
+            patients = list(federated.patients)
+            sites = [(r.site, r.endpoint, r.summary()) for r in federated.reports if r.endpoint]
+        if status < 400 and federated is None:
             patients = [m.decode() for m in _PATIENT_REF.findall(body)]
             patients += [f"Patient/{m.decode()}" for m in _PATIENT_RES.findall(body)]
             patients += [m.decode() for m in _PATIENT_LOCATION.findall(body)]
             if rtype == "Patient" and rid:
                 patients.insert(0, f"Patient/{rid}")
-        else:
+        elif status >= 400:
             found = _DIAGNOSTICS.search(body)
             description = found[1].decode("utf-8", "replace") if found else f"HTTP {status}"
         record = self.trail.rest
@@ -197,6 +220,7 @@ class AuditMiddleware:
             "patients": patients,
             "resources": resources,
             "query": query,
+            "sites": sites,
         }
         if self.trail.journal is not None and self.trail.journal.sync == "always":
             await run_in_threadpool(record, actor, interaction, **kwargs)

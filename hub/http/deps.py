@@ -10,6 +10,7 @@ from fastapi import Request
 from hub.audit import AuditTrail
 from hub.auth import AccessPolicy, Principal
 from hub.errors import PayloadTooLarge
+from hub.federation.search import FederatedSearch
 from hub.fhir.service import FhirService
 from hub.http.binaries import NativeBinaries
 from hub.smart import AuthorizationServer
@@ -28,6 +29,7 @@ class HubState:
     auth_server: AuthorizationServer | None = None  # SMART token endpoints (hub.smart)
     audit: AuditTrail | None = None  # the audit trail every door writes to (hub.audit)
     binaries: NativeBinaries | None = None  # Binary content in the blob store (hub.http.binaries)
+    federation: FederatedSearch | None = None  # searches across partner sites (hub.federation)
 
     async def read_body(self, request: Request) -> bytes:
         """The request body, refused with 413 as soon as it passes ``max_body_bytes``."""

@@ -113,7 +113,7 @@ def _written(state: HubState, request: Request, result: WriteResult) -> Response
     return fhir_response(stored.data, status, headers)
 
 
-def _query_params(request: Request) -> list[tuple[str, str]]:
+def query_params(request: Request) -> list[tuple[str, str]]:
     return parse_qsl(request.url.query, keep_blank_values=True)
 
 
@@ -143,7 +143,7 @@ async def search_system(request: Request, state: StateDep, principal: PrincipalD
     """search-system (http.html#search)."""
     _, strict = _prefer(request)
     out = await run_in_threadpool(
-        _service(state).search, principal, None, _query_params(request), strict=strict
+        _service(state).search, principal, None, query_params(request), strict=strict
     )
     return fhir_response(out)
 
@@ -152,7 +152,7 @@ async def search_system(request: Request, state: StateDep, principal: PrincipalD
 async def history_system(request: Request, state: StateDep, principal: PrincipalDep) -> Response:
     """history-system (http.html#history)."""
     out = await run_in_threadpool(
-        _service(state).history, principal, None, None, _query_params(request)
+        _service(state).history, principal, None, None, query_params(request)
     )
     return fhir_response(out)
 
@@ -167,7 +167,7 @@ async def search_type(
     """search-type by GET (http.html#search)."""
     _, strict = _prefer(request)
     out = await run_in_threadpool(
-        _service(state).search, principal, resource_type, _query_params(request), strict=strict
+        _service(state).search, principal, resource_type, query_params(request), strict=strict
     )
     return fhir_response(out)
 
@@ -183,7 +183,7 @@ async def search_type_post(
             "POST _search needs Content-Type application/x-www-form-urlencoded"
         )
     raw = await state.read_body(request)
-    params = _query_params(request) + parse_qsl(
+    params = query_params(request) + parse_qsl(
         raw.decode("utf-8", "replace"), keep_blank_values=True
     )
     _, strict = _prefer(request)
@@ -250,7 +250,7 @@ async def history_type(
 ) -> Response:
     """history-type (http.html#history)."""
     out = await run_in_threadpool(
-        _service(state).history, principal, resource_type, None, _query_params(request)
+        _service(state).history, principal, resource_type, None, query_params(request)
     )
     return fhir_response(out)
 
@@ -346,7 +346,7 @@ async def history_instance(
 ) -> Response:
     """history-instance (http.html#history)."""
     out = await run_in_threadpool(
-        _service(state).history, principal, resource_type, rid, _query_params(request)
+        _service(state).history, principal, resource_type, rid, query_params(request)
     )
     return fhir_response(out)
 

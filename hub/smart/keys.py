@@ -85,7 +85,8 @@ def _generate(alg: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP384R1())
 
 
-def _load_or_create(path: Path, alg: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+def load_or_create_key(path: Path, alg: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+    """The PKCS#8 private key for ``alg`` at ``path``, generated (mode 0600) when absent."""
     if not path.exists():
         pem = _generate(alg).private_bytes(
             serialization.Encoding.PEM,
@@ -179,7 +180,7 @@ class KeyStore:
             keys: dict[str, SigningKey] = {}
             by_alg: dict[str, SigningKey] = {}
             for entry in self._ring():
-                private = _load_or_create(self._dir / entry.file, entry.alg)
+                private = load_or_create_key(self._dir / entry.file, entry.alg)
                 key = SigningKey(entry.alg, thumbprint(public_jwk(private)), private)
                 keys[key.kid] = key
                 if entry.active:
@@ -232,7 +233,7 @@ class KeyStore:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         for alg in algs:
             name = f"{alg.lower()}-{stamp}-{secrets.token_hex(3)}.pem"
-            _load_or_create(self._dir / name, alg)
+            load_or_create_key(self._dir / name, alg)
             ring = [replace(e, active=False) if e.alg == alg else e for e in ring]
             ring.append(_Entry(name, alg, True))
         self._write_ring(ring)
@@ -251,7 +252,7 @@ class KeyStore:
         kept: list[_Entry] = []
         gone: list[_Entry] = []
         for entry in ring:
-            private = _load_or_create(self._dir / entry.file, entry.alg)
+            private = load_or_create_key(self._dir / entry.file, entry.alg)
             (gone if thumbprint(public_jwk(private)) == kid else kept).append(entry)
         self._write_ring(kept)
         retired = self._retired()

@@ -24,7 +24,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from hub.composition import Hub
-from hub.http import fhir_routes
+from hub.http import federation_routes, fhir_routes
 from tests.e2e.support import TOKEN, make_hub
 
 EXAMPLES = int(os.environ.get("PIXELHUB_FUZZ_EXAMPLES", "25"))
@@ -76,7 +76,7 @@ def _operations() -> list[tuple[str, str]]:
     """``(METHOD, path)`` of every documented /fhir route, known without building a hub."""
     routes = sorted(
         (method, route.path)
-        for route in fhir_routes.router.routes
+        for route in [*fhir_routes.router.routes, *federation_routes.router.routes]
         if isinstance(route, APIRoute) and route.include_in_schema
         for method in route.methods
     )
