@@ -33,6 +33,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hub.config import Settings
 from hub.federation import BackendTokens, PartnerStore
+from hub.federation.http import AiohttpPartnerHttp
 from tests.integration.dicomweb.conftest import TOKEN, WebHub, start_web_hub, stop_process
 from tests.integration.federation.conftest import (
     NATIONAL,
@@ -68,8 +69,11 @@ def tokens_of_a(a: WebHub) -> dict[str, str]:
     tokens = BackendTokens(store.key_file)
 
     async def fetch() -> dict[str, str]:
-        async with httpx.AsyncClient() as client:
+        client = AiohttpPartnerHttp()
+        try:
             return {p.name: await tokens.token(client, p) for p in store.enabled()}
+        finally:
+            await client.aclose()
 
     return asyncio.run(fetch())
 

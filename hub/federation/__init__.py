@@ -1,6 +1,7 @@
 """Federation (issue 12): one query across partner sites.
 
 - ``partners``: the partner sites and their credentials (``pixelhub partners``);
+- ``http``: the HTTP port to partners (aiohttp) and ``PartnerError``;
 - ``tokens``: SMART Backend Services tokens at partners (the client side);
 - ``requester``: the user and purpose of use a request carries, and loop prevention;
 - ``identity``: naming one patient at each site by identifier, PIXm when configured;

@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
 import orjson
 
 from hub.errors import InvalidSearch
+from hub.federation.http import PartnerError, PartnerHttp
 from hub.federation.partners import Partner
-from hub.federation.tokens import PartnerError
 
 __all__ = ["Anchor", "partner_identifiers", "pixm_identifiers", "split_anchor"]
 
@@ -35,6 +35,7 @@ _DEMOGRAPHIC = frozenset(
         "phone", "email", "death-date", "deceased", "_text", "_content",
     }
 )  # fmt: skip
+_MAX_PIX = 256 * 1024
 _REFERENCE_ANCHORS = ("patient", "subject", "subject:Patient")
 _IDENTIFIER_ANCHORS = (
     "patient.identifier",
@@ -140,7 +141,7 @@ def escape(text: str) -> str:
 
 
 async def pixm_identifiers(
-    client: httpx.AsyncClient,
+    client: PartnerHttp,
     partner: Partner,
     headers: dict[str, str],
     identifiers: Sequence[Identifier],
@@ -150,17 +151,15 @@ async def pixm_identifiers(
     (404, or 400 for an unknown assigning authority) is simply no match."""
     found: list[Identifier] = []
     for system, value in identifiers:
-        query: list[tuple[str, str | int | float | bool | None]] = [
-            ("sourceIdentifier", f"{system}|{value}")
-        ]
+        query = [("sourceIdentifier", f"{system}|{value}")]
         query += [("targetSystem", s) for s in partner.identifier_systems]
-        url = f"{partner.fhir_base}/Patient/$ihe-pix"
-        response = await client.get(url, params=query, headers=headers)
-        if response.status_code in (400, 404):
+        url = f"{partner.fhir_base}/Patient/$ihe-pix?{urlencode(query)}"
+        answer = await client.request("GET", url, headers=headers, limit=_MAX_PIX)
+        if answer.status in (400, 404):
             continue
-        if response.status_code != 200:
-            raise PartnerError("processing", f"$ihe-pix answered HTTP {response.status_code}")
-        found += _target_identifiers(response.content)
+        if answer.status != 200:
+            raise PartnerError("processing", f"$ihe-pix answered HTTP {answer.status}")
+        found += _target_identifiers(answer.body)
     return [i for i in dict.fromkeys(found) if i not in identifiers]
 
 

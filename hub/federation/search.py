@@ -37,12 +37,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-import httpx
 import orjson
 from starlette.concurrency import run_in_threadpool
 
 from hub.auth import Access, Principal
 from hub.errors import Forbidden, Gone, HubError, InvalidSearch, UnknownResourceType
+from hub.federation.http import AiohttpPartnerHttp, PartnerError, PartnerHttp
 from hub.federation.identity import (
     Anchor,
     Identifier,
@@ -58,7 +58,7 @@ from hub.federation.requester import (
     Requester,
     forwarded_via,
 )
-from hub.federation.tokens import BackendTokens, PartnerError
+from hub.federation.tokens import BackendTokens
 from hub.fhir.service import FhirService
 
 __all__ = ["LOCAL_SITE", "SITE_SYSTEM", "FederatedSearch", "FederationOptions", "SiteReport"]
@@ -234,30 +234,19 @@ class FederatedSearch:
         tokens: BackendTokens,
         options: FederationOptions,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        http: PartnerHttp | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.service = service
         self.partners = partners
         self.tokens = tokens
         self.options = options
-        self._transport = transport
+        self.http = http or AiohttpPartnerHttp()
         self._clock = clock
-        self._client: httpx.AsyncClient | None = None
         self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
 
-    def _http(self) -> httpx.AsyncClient:
-        """One client (connection pool) for all partners; timeouts are per partner."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self._transport, timeout=None, follow_redirects=False
-            )
-        return self._client
-
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.http.aclose()
 
     # ------------------------------------------------------------------ the search
 
@@ -273,17 +262,18 @@ class FederatedSearch:
             raise UnknownResourceType(
                 f"Federated search covers {', '.join(FEDERATED_TYPES)}, not {resource_type}"
             )
-        access = await run_in_threadpool(self.service.check, principal, "search", resource_type)
         requester = self._requester(principal, headers)
         page = dict(params).get("_page")
         if page is not None:
+            await run_in_threadpool(self.service.check, principal, "search", resource_type)
             bundle = self._page(principal, resource_type, params, page)
             return FederatedResult(bundle, [], [], requester)
         via = forwarded_via(headers.get("via"), self.options.site_id, self.options.max_hops)
         sites, count, rest = self._own_params(resource_type, params)
         anchor, rest = split_anchor(resource_type, rest, self.options.base_url)
-        anchor = await run_in_threadpool(self._confine, principal, access, anchor)
-        identifiers = await run_in_threadpool(self._identifiers, anchor)
+        anchor, identifiers = await run_in_threadpool(
+            self._patient, principal, resource_type, anchor
+        )
         if resource_type == "ImagingStudy" and not any(
             k == "_include" and v.startswith("ImagingStudy:endpoint") for k, v in rest
         ):
@@ -338,6 +328,15 @@ class FederatedSearch:
                 raise InvalidSearch("_summary=count is not supported on the federated base")
         rest = [(k, v) for k, v in params if k not in _OWN]
         return sites, count, rest
+
+    def _patient(
+        self, principal: Principal, resource_type: str, anchor: Anchor | None
+    ) -> tuple[Anchor | None, tuple[Identifier, ...]]:
+        """The search's access checked, its anchor confined, and the patient's identifiers
+        (one trip to a worker thread for all three: each trip costs)."""
+        access = self.service.check(principal, "search", resource_type)
+        anchor = self._confine(principal, access, anchor)
+        return anchor, self._identifiers(anchor)
 
     def _confine(
         self, principal: Principal, access: Access, anchor: Anchor | None
@@ -437,8 +436,6 @@ class FederatedSearch:
             report.fail("failed", "timeout", f"no answer within {partner.timeout:g} s")
         except PartnerError as exc:
             report.fail("failed", exc.code, str(exc))
-        except httpx.HTTPError as exc:
-            report.fail("failed", "transient", f"could not be reached ({type(exc).__name__})")
         return report
 
     async def _ask_partner(
@@ -452,7 +449,7 @@ class FederatedSearch:
         requester: Requester,
         via: str,
     ) -> None:
-        client = self._http()
+        client = self.http
         headers = {
             "Accept": "application/fhir+json",
             "Via": via,
@@ -483,23 +480,21 @@ class FederatedSearch:
                 break
 
     async def _get(
-        self, client: httpx.AsyncClient, partner: Partner, url: str, headers: dict[str, str]
+        self, client: PartnerHttp, partner: Partner, url: str, headers: dict[str, str]
     ) -> dict[str, Any]:
         """GET one page with a valid token (renewed once on 401), read within the size cap."""
         for attempt in (1, 2):
             token = await self.tokens.token(client, partner)
-            async with client.stream(
-                "GET", url, headers={**headers, "Authorization": f"Bearer {token}"}
-            ) as response:
-                if response.status_code == 401 and attempt == 1:
-                    self.tokens.invalidate(partner)
-                    continue
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > self.options.max_response_bytes:
-                        raise PartnerError("too-costly", "its answer is larger than allowed")
-            return self._bundle(response.status_code, bytes(body))
+            answer = await client.request(
+                "GET",
+                url,
+                headers={**headers, "Authorization": f"Bearer {token}"},
+                limit=self.options.max_response_bytes,
+            )
+            if answer.status == 401 and attempt == 1:
+                self.tokens.invalidate(partner)
+                continue
+            return self._bundle(answer.status, answer.body)
         raise PartnerError("security", "it refused this hub's token")
 
     @staticmethod

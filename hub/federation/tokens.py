@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from hub.federation.http import Answer, PartnerError, PartnerHttp
 from hub.federation.partners import FEDERATED_TYPES, Partner, check_partner_url
 from hub.smart.keys import load_or_create_key, public_jwk, thumbprint
 
-__all__ = ["FEDERATED_SCOPES", "BackendTokens", "PartnerError"]
+__all__ = ["FEDERATED_SCOPES", "BackendTokens"]
 
 # SMART v2 scopes: read and search (``.rs``) of the federated types and their Endpoints.
 FEDERATED_SCOPES = " ".join(f"system/{t}.rs" for t in (*FEDERATED_TYPES, "Endpoint"))
@@ -37,15 +37,7 @@ _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _ASSERTION_LIFETIME = 300
 _EARLY = 30  # seconds before expiry a token is renewed
 _MAX_DOCUMENT = 256 * 1024
-
-
-class PartnerError(Exception):
-    """A partner could not be asked or answered badly; ``code`` is the OperationOutcome issue
-    type reported for it (``timeout``, ``transient``, ``security``, ``processing``...)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+_ACCEPT = {"Accept": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -104,7 +96,7 @@ class BackendTokens:
     def invalidate(self, partner: Partner) -> None:
         self._cache.pop(partner.name, None)
 
-    async def token(self, client: httpx.AsyncClient, partner: Partner) -> str:
+    async def token(self, client: PartnerHttp, partner: Partner) -> str:
         """A valid access token at ``partner`` (cached), or ``PartnerError``."""
         lock = self._locks.setdefault(partner.name, asyncio.Lock())
         async with lock:
@@ -116,12 +108,13 @@ class BackendTokens:
             self._cache[partner.name] = (token, self._clock() + max(0, lifetime - _EARLY), partner)
             return token
 
-    async def _discover(self, client: httpx.AsyncClient, partner: Partner) -> str:
+    async def _discover(self, client: PartnerHttp, partner: Partner) -> str:
         """``token_endpoint`` of the partner's SMART configuration (``conformance.html``)."""
         if partner.fhir_base in self._endpoints:
             return self._endpoints[partner.fhir_base]
         url = f"{partner.fhir_base}/.well-known/smart-configuration"
-        document = _json_object(await client.get(url, headers={"Accept": "application/json"}))
+        answer = await client.request("GET", url, headers=_ACCEPT, limit=_MAX_DOCUMENT)
+        document = _json_object(answer, url)
         endpoint = document.get("token_endpoint")
         if not isinstance(endpoint, str):
             raise PartnerError("processing", f"{url} names no token_endpoint")
@@ -148,7 +141,7 @@ class BackendTokens:
         return jwt.encode(claims, key.private_key, algorithm=key.alg, headers=headers)
 
     async def _request(
-        self, client: httpx.AsyncClient, partner: Partner, token_url: str
+        self, client: PartnerHttp, partner: Partner, token_url: str
     ) -> tuple[str, int]:
         form = {
             "grant_type": "client_credentials",
@@ -156,28 +149,30 @@ class BackendTokens:
             "client_assertion_type": _JWT_BEARER,
             "client_assertion": self.assertion(partner, token_url),
         }
-        response = await client.post(token_url, data=form, headers={"Accept": "application/json"})
-        if response.status_code != 200:
+        answer = await client.request(
+            "POST", token_url, headers=_ACCEPT, form=form, limit=_MAX_DOCUMENT
+        )
+        if answer.status != 200:
             try:
-                body = orjson.loads(response.content[:_MAX_DOCUMENT])
+                body = orjson.loads(answer.body)
                 reason = f"{body.get('error')}: {body.get('error_description', '')}".strip()
             except (ValueError, AttributeError):
-                reason = f"HTTP {response.status_code}"
+                reason = f"HTTP {answer.status}"
             raise PartnerError("security", f"the partner refused a token ({reason})")
-        body = _json_object(response)
+        body = _json_object(answer, token_url)
         token, lifetime = body.get("access_token"), body.get("expires_in", 300)
         if not isinstance(token, str) or not token or not isinstance(lifetime, int):
             raise PartnerError("processing", "the token response holds no access_token")
         return token, lifetime
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code != 200:
-        raise PartnerError("processing", f"{response.request.url}: HTTP {response.status_code}")
+def _json_object(answer: Answer, url: str) -> dict[str, Any]:
+    if answer.status != 200:
+        raise PartnerError("processing", f"{url}: HTTP {answer.status}")
     try:
-        document = orjson.loads(response.content[: _MAX_DOCUMENT + 1])
+        document = orjson.loads(answer.body)
     except ValueError:
-        raise PartnerError("processing", f"{response.request.url}: not JSON") from None
+        raise PartnerError("processing", f"{url}: not JSON") from None
     if not isinstance(document, dict):
-        raise PartnerError("processing", f"{response.request.url}: not a JSON object")
+        raise PartnerError("processing", f"{url}: not a JSON object")
     return document

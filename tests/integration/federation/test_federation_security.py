@@ -11,6 +11,7 @@ import jwt
 
 from hub.config import Settings
 from hub.federation import BackendTokens, Partner, PartnerStore
+from hub.federation.http import AiohttpPartnerHttp
 from tests.integration.dicomweb.conftest import WebHub
 from tests.integration.federation.conftest import (
     FEDERATED_SCOPES,
@@ -32,8 +33,11 @@ def token_of_a_at(federation: Federation, partner: str) -> str:
     assert isinstance(found, Partner)
 
     async def fetch() -> str:
-        async with httpx.AsyncClient() as client:
+        client = AiohttpPartnerHttp()
+        try:
             return await BackendTokens(store.key_file).token(client, found)
+        finally:
+            await client.aclose()
 
     return asyncio.run(fetch())
 

@@ -1,5 +1,5 @@
 """Fan-out, merge and paging of ``hub.federation.search`` against partners made of plain
-functions (httpx.MockTransport), over a real in-process hub for the local part."""
+functions (the ``PartnerHttp`` port), over a real in-process hub for the local part."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from hub.auth import Principal
 from hub.composition import Hub
 from hub.errors import Gone
 from hub.federation import BackendTokens, FederatedSearch, FederationOptions, Partner, PartnerStore
+from hub.federation.http import Answer
 from hub.federation.search import FederatedResult
 from tests.e2e.support import BASE, assert_valid_r4, make_hub, patient, study
 
@@ -34,14 +35,15 @@ def match(resource: dict[str, Any], mode: str = "match") -> dict[str, Any]:
 
 
 class Partners:
-    """Partner sites answered by ``routes[host]``, with a token endpoint each."""
+    """Partner sites answered by ``routes[host]``, with a token endpoint each: the
+    ``PartnerHttp`` port as a plain function of an httpx request (httpx only models it)."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Handler] = {}
         self.tokens_issued = 0
         self.requests: list[httpx.Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    def answer(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         if request.url.path.endswith("/token"):
             self.tokens_issued += 1
@@ -54,6 +56,15 @@ class Partners:
                 },
             )
         return self.routes[request.url.host](request)
+
+    async def request(
+        self, method: str, url: str, *, headers: Any, form: Any = None, limit: int
+    ) -> Answer:
+        response = self.answer(httpx.Request(method, url, headers=headers, data=form))
+        return Answer(response.status_code, response.read())
+
+    async def aclose(self) -> None:
+        pass
 
 
 @pytest.fixture
@@ -103,7 +114,7 @@ def federated(
         store,
         BackendTokens(store.key_file),
         FederationOptions(base_url=BASE, site_id="site-a", **options),
-        transport=httpx.MockTransport(partners),
+        http=partners,
         clock=clock or Clock(),
     )
 
@@ -238,7 +249,6 @@ def test_a_partner_result_is_capped(hub: Hub, tmp_path: Path, local_patient: str
             "HTTP 500: db down",
         ),
         (httpx.Response(403, json={}), "security", "HTTP 403"),
-        (httpx.Response(200, content=b"x" * 2000), "too-costly", "larger than allowed"),
         (httpx.Response(200, content=b"[]"), "processing", "not a searchset Bundle"),
         (
             httpx.Response(200, json=bundle(match({"resourceType": "Patient", "id": "p"}))),
