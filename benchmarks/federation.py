@@ -22,13 +22,13 @@ import argparse
 import asyncio
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from fhir_crud import percentiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hub.config import Settings
@@ -43,14 +43,6 @@ from tests.integration.federation.conftest import (
 )
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 2),
-        "p95_ms": round(ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000, 2),
-    }
 
 
 def timed(client: httpx.Client, url: str, params: dict[str, str], queries: int) -> list[float]:

@@ -122,6 +122,18 @@ class SiteReport:
         return self
 
 
+@dataclass(frozen=True)
+class _Question:
+    """One federated search as each site is asked it."""
+
+    resource_type: str
+    rest: list[tuple[str, str]]  # the search's own parameters, anchor and paging taken out
+    anchor: Anchor | None
+    ids: tuple[Identifier, ...]  # the patient's identifiers here
+    requester: Requester
+    via: str
+
+
 @dataclass
 class _Snapshot:
     owner: tuple[str, str | None]
@@ -285,12 +297,10 @@ class FederatedSearch:
                 raise InvalidSearch(
                     f"_partners: no enabled partner named {', '.join(sorted(unknown))}"
                 )
-        jobs = []
+        question = _Question(resource_type, rest, anchor, identifiers, requester, via)
+        jobs = [self._ask(p, question) for p in partners]
         if sites is None or LOCAL_SITE in sites:
-            jobs.append(run_in_threadpool(self._local, principal, resource_type, rest, anchor))
-        jobs += [
-            self._ask(p, resource_type, rest, anchor, identifiers, requester, via) for p in partners
-        ]
+            jobs.insert(0, run_in_threadpool(self._local, principal, question))
         reports = list(await asyncio.gather(*jobs))
         local = next((r for r in reports if r.site == LOCAL_SITE), None)
         patients = _local_patients(anchor, local)
@@ -376,15 +386,10 @@ class FederatedSearch:
 
     # ------------------------------------------------------------------ the sites
 
-    def _local(
-        self,
-        principal: Principal,
-        resource_type: str,
-        rest: list[tuple[str, str]],
-        anchor: Anchor | None,
-    ) -> SiteReport:
+    def _local(self, principal: Principal, question: _Question) -> SiteReport:
         report = SiteReport(LOCAL_SITE, "this hub", self.options.base_url)
-        query = list(rest)
+        resource_type, anchor = question.resource_type, question.anchor
+        query = list(question.rest)
         if anchor is not None:
             query.append(self._anchor_param(resource_type, anchor, anchor.identifiers))
         query.append(
@@ -415,47 +420,27 @@ class FederatedSearch:
         key = "identifier" if resource_type == "Patient" else "patient.identifier"
         return key, ",".join(f"{escape(s)}|{escape(v)}" for s, v in identifiers)
 
-    async def _ask(
-        self,
-        partner: Partner,
-        resource_type: str,
-        rest: list[tuple[str, str]],
-        anchor: Anchor | None,
-        identifiers: tuple[Identifier, ...],
-        requester: Requester,
-        via: str,
-    ) -> SiteReport:
+    async def _ask(self, partner: Partner, question: _Question) -> SiteReport:
         endpoint = f"Endpoint/{partner.resource_id}"
         report = SiteReport(partner.name, partner.label, partner.fhir_base, endpoint)
         try:
             async with asyncio.timeout(partner.timeout):
-                await self._ask_partner(
-                    report, partner, resource_type, rest, anchor, identifiers, requester, via
-                )
+                await self._ask_partner(report, partner, question)
         except TimeoutError:
             report.fail("failed", "timeout", f"no answer within {partner.timeout:g} s")
         except PartnerError as exc:
             report.fail("failed", exc.code, str(exc))
         return report
 
-    async def _ask_partner(
-        self,
-        report: SiteReport,
-        partner: Partner,
-        resource_type: str,
-        rest: list[tuple[str, str]],
-        anchor: Anchor | None,
-        identifiers: tuple[Identifier, ...],
-        requester: Requester,
-        via: str,
-    ) -> None:
+    async def _ask_partner(self, report: SiteReport, partner: Partner, question: _Question) -> None:
         client = self.http
+        resource_type, anchor, identifiers = question.resource_type, question.anchor, question.ids
         headers = {
             "Accept": "application/fhir+json",
-            "Via": via,
-            IUA_HEADER: requester.header_value(),
+            "Via": question.via,
+            IUA_HEADER: question.requester.header_value(),
         }
-        query = list(rest)
+        query = list(question.rest)
         if anchor is not None:
             known = partner_identifiers(partner, identifiers)
             if not known and partner.pixm and identifiers:

@@ -16,7 +16,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from hub.federation.http import Answer, PartnerError, PartnerHttp
 from hub.federation.partners import FEDERATED_TYPES, Partner, check_partner_url
-from hub.smart.keys import load_or_create_key, public_jwk, thumbprint
+from hub.smart.keys import SigningKey, load_or_create_key, public_jwk, thumbprint
 
 __all__ = ["FEDERATED_SCOPES", "BackendTokens"]
 
@@ -40,17 +39,7 @@ _MAX_DOCUMENT = 256 * 1024
 _ACCEPT = {"Accept": "application/json"}
 
 
-@dataclass(frozen=True)
-class _Key:
-    alg: str
-    kid: str
-    private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-    def jwk(self) -> dict[str, str]:
-        return {**public_jwk(self.private_key), "kid": self.kid, "alg": self.alg, "use": "sig"}
-
-
-def _load_key(path: Path) -> _Key:
+def _load_key(path: Path) -> SigningKey:
     """The signing key in a PEM file: RSA -> RS384, P-384 EC -> ES384."""
     loaded = serialization.load_pem_private_key(path.read_bytes(), None)
     if isinstance(loaded, rsa.RSAPrivateKey):
@@ -59,7 +48,7 @@ def _load_key(path: Path) -> _Key:
         alg = "ES384"
     else:
         raise ValueError(f"{path}: an RSA or P-384 EC private key is needed (RS384/ES384)")
-    return _Key(alg, thumbprint(public_jwk(loaded)), loaded)
+    return SigningKey(alg, thumbprint(public_jwk(loaded)), loaded)
 
 
 class BackendTokens:
@@ -68,12 +57,12 @@ class BackendTokens:
     def __init__(self, key_file: Path, *, clock: Callable[[], float] = time.time) -> None:
         self._key_file = key_file
         self._clock = clock
-        self._keys: dict[str, _Key] = {}
+        self._keys: dict[str, SigningKey] = {}
         self._cache: dict[str, tuple[str, float, Partner]] = {}
         self._endpoints: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def hub_key(self) -> _Key:
+    def hub_key(self) -> SigningKey:
         """This hub's federation key, made (ES384, mode 0600) when first needed."""
         name = str(self._key_file)
         if name not in self._keys:
@@ -86,7 +75,7 @@ class BackendTokens:
         """The public JWK Set a partner registers for this hub (``pixelhub partners jwks``)."""
         return {"keys": [self.hub_key().jwk()]}
 
-    def _key(self, partner: Partner) -> _Key:
+    def _key(self, partner: Partner) -> SigningKey:
         if partner.private_key is None:
             return self.hub_key()
         if partner.private_key not in self._keys:

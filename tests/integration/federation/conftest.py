@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.support import study as e2e_study
 from tests.integration.dicomweb.conftest import TOKEN, WebHub, start_web_hub, stop_process
 
 NATIONAL = "urn:oid:2.16.840.1.113883.4.1"
@@ -31,7 +32,6 @@ FEDERATED_SCOPES = (
     "system/ImagingStudy.rs system/DocumentReference.rs system/DiagnosticReport.rs"
     " system/Patient.rs system/Endpoint.rs"
 )
-DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 
 def cli(data_dir: Path, *args: str) -> str:
@@ -102,15 +102,7 @@ def patient(site: str, national: str = NATIONAL_ID) -> dict[str, Any]:
 
 
 def study(subject: str, uid: str, modality: str, started: str, endpoint: str) -> dict[str, Any]:
-    return {
-        "resourceType": "ImagingStudy",
-        "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"}],
-        "status": "available",
-        "subject": {"reference": subject},
-        "started": started,
-        "modality": [{"system": DCM, "code": modality}],
-        "endpoint": [{"reference": endpoint}],
-    }
+    return {**e2e_study(subject, modality, started, uid), "endpoint": [{"reference": endpoint}]}
 
 
 def endpoint(hub: WebHub) -> dict[str, Any]:
