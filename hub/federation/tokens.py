@@ -82,16 +82,24 @@ class BackendTokens:
             self._keys[partner.private_key] = _load_key(Path(partner.private_key))
         return self._keys[partner.private_key]
 
+    def _cached(self, partner: Partner) -> str | None:
+        cached = self._cache.get(partner.name)
+        if cached and cached[2] == partner and cached[1] > self._clock():
+            return cached[0]
+        return None
+
     def invalidate(self, partner: Partner) -> None:
         self._cache.pop(partner.name, None)
 
     async def token(self, client: PartnerHttp, partner: Partner) -> str:
         """A valid access token at ``partner`` (cached), or ``PartnerError``."""
-        lock = self._locks.setdefault(partner.name, asyncio.Lock())
-        async with lock:
-            cached = self._cache.get(partner.name)
-            if cached and cached[2] == partner and cached[1] > self._clock():
-                return cached[0]
+        cached = self._cached(partner)
+        if cached is not None:
+            return cached
+        async with self._locks.setdefault(partner.name, asyncio.Lock()):  # one request at a time
+            cached = self._cached(partner)
+            if cached is not None:
+                return cached
             token_url = partner.token_url or await self._discover(client, partner)
             token, lifetime = await self._request(client, partner, token_url)
             self._cache[partner.name] = (token, self._clock() + max(0, lifetime - _EARLY), partner)
