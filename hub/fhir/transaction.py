@@ -5,19 +5,27 @@ server ids before any write, entries run in the order the specification fixes (D
 PATCH, then GET), and any failure rolls everything back and is reported with the failing entry's
 location. A batch runs each entry on its own and reports each outcome in its response entry.
 Reads (GET) of a transaction run after its commit, so they see its writes.
+
+A Bundle that names a profile in ``meta.profile`` for which an adapter installed a check
+(entry point group ``pixelhub.bundle_profiles``: a function returning ``{profile URL: check}``,
+e.g. MHD's ITI-65 Provide Document Bundle) is held to it first: any issue refuses the whole
+Bundle with 422 (http.html: a violated profile) before anything is written.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
 from hub.auth import Principal
-from hub.errors import HubError, InvalidRequest, InvalidTransaction, Issue
+from hub.errors import HubError, InvalidRequest, InvalidTransaction, Issue, Unprocessable
 from hub.fhir import bundles
 from hub.fhir.references import strip_base
 from hub.fhir.service import FhirService, UnitOfWork, WriteResult
@@ -26,6 +34,16 @@ from hub.ports import StoredResource
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 3, "GET": 4, "HEAD": 4}
 PreferReturn = Literal["minimal", "representation", "OperationOutcome"]
+BundleCheck = Callable[[Mapping[str, Any]], list[Issue]]
+
+
+@cache
+def installed_bundle_checks() -> Mapping[str, BundleCheck]:
+    """The Bundle profile checks the installed adapters provide (``pixelhub.bundle_profiles``)."""
+    checks: dict[str, BundleCheck] = {}
+    for point in entry_points(group="pixelhub.bundle_profiles"):
+        checks.update(point.load()())
+    return checks
 
 
 @dataclass
@@ -113,14 +131,30 @@ def _check_bundle(bundle: Any) -> tuple[str, list[Any]]:
 class BundleProcessor:
     """Runs batch and transaction Bundles through a ``FhirService``."""
 
-    def __init__(self, service: FhirService) -> None:
+    def __init__(
+        self, service: FhirService, profile_checks: Mapping[str, BundleCheck] | None = None
+    ) -> None:
         self.service = service
         self.base_url = service.options.base_url
+        self.profile_checks = (
+            installed_bundle_checks() if profile_checks is None else profile_checks
+        )
+
+    def _check_profiles(self, bundle: dict[str, Any]) -> None:
+        """Hold the Bundle to each profile it claims that has a check (module docstring)."""
+        meta = bundle.get("meta")
+        profiles = meta.get("profile") if isinstance(meta, dict) else None
+        for profile in profiles if isinstance(profiles, list) else []:
+            check = self.profile_checks.get(profile) if isinstance(profile, str) else None
+            issues = check(bundle) if check is not None else []
+            if issues:
+                raise Unprocessable(f"The Bundle does not conform to {profile}", issues)
 
     def process(
         self, principal: Principal, bundle: Any, prefer: PreferReturn = "minimal"
     ) -> dict[str, Any]:
         kind, raw_entries = _check_bundle(bundle)
+        self._check_profiles(bundle)
         entries = [_parse_entry(i, e, self.base_url) for i, e in enumerate(raw_entries)]
         if kind == "transaction":
             responses = self._transaction(principal, entries, prefer)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.xds._ebrim import parse_submit_objects
+from adapters.xds._mhd import COMPREHENSIVE, MINIMAL
 from adapters.xds._soap import Attachment
 from mappings.xds_to_documentreference import (
     documententry_to_documentreference,
@@ -50,6 +51,7 @@ def test_a_document_sent_by_mhd_is_found_and_retrieved_by_xds(
     ss = replace(parsed.submission_set, entry_uuid=f"urn:uuid:{uuid.uuid4()}")
     bundle = {
         "resourceType": "Bundle",
+        "meta": {"profile": [COMPREHENSIVE]},  # held to the MHD profile (adapters/xds/_mhd.py)
         "type": "transaction",
         "entry": [
             {
@@ -80,10 +82,14 @@ def test_a_document_sent_by_mhd_is_found_and_retrieved_by_xds(
             "resource"
         ]
     assert stored["content"][0]["attachment"]["url"].startswith("Binary/")  # fullUrl resolved
-    found = stored_query(xds_hub, FIND_DOCUMENTS, {
-        "$XDSDocumentEntryPatientId": f"'{submission.patient_mrn}^^^&amp;{AFFINITY}&amp;ISO'",
-        "$XDSDocumentEntryStatus": f"('{APPROVED}')",
-    })  # fmt: skip
+    found = stored_query(
+        xds_hub,
+        FIND_DOCUMENTS,
+        {
+            "$XDSDocumentEntryPatientId": f"'{submission.patient_mrn}^^^&amp;{AFFINITY}&amp;ISO'",
+            "$XDSDocumentEntryStatus": f"('{APPROVED}')",
+        },
+    )
     assert found.get("status") == SUCCESS
     [found_entry] = found.findall(f"{{{RIM}}}RegistryObjectList/{{{RIM}}}ExtrinsicObject")
     assert found_entry.get("id") == entry.entry_uuid
@@ -94,6 +100,49 @@ def test_a_document_sent_by_mhd_is_found_and_retrieved_by_xds(
     content = answer.content_of(answer.body.find(f"{{{XDSB}}}DocumentResponse/{{{XDSB}}}Document"))
     assert isinstance(content, Attachment)
     assert hashlib.sha1(content.read()).hexdigest() == hashlib.sha1(submission.document).hexdigest()
+
+
+def test_an_iti65_bundle_that_breaks_its_profile_is_refused_whole(xds_hub: WebHub) -> None:
+    """ITI-65 with ``meta.profile`` Minimal ProvideBundle but no SubmissionSet and a document
+    without masterIdentifier: 422 naming both, and nothing written (no Binary either)."""
+    submission = new_submission()
+    who = patient(xds_hub, submission.patient_mrn)
+    entry = parse_submit_objects(submission.body).entries[0]
+    binary_url = f"urn:uuid:{uuid.uuid4()}"
+    doc = documententry_to_documentreference(entry, patient=who, content_url=binary_url)
+    del doc["masterIdentifier"]
+    marker = f"not-stored-{uuid.uuid4()}"
+    bundle = {
+        "resourceType": "Bundle",
+        "meta": {"profile": [MINIMAL]},
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": binary_url,
+                "resource": {
+                    "resourceType": "Binary",
+                    "contentType": "text/plain",
+                    "data": base64.b64encode(marker.encode()).decode(),
+                },
+                "request": {"method": "POST", "url": "Binary"},
+            },
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": doc,
+                "request": {"method": "POST", "url": "DocumentReference"},
+            },
+        ],
+    }
+    with xds_hub.http() as c:
+        r = c.post("/fhir", json=bundle)
+        assert r.status_code == 422, r.text
+        issues = r.json()["issue"]
+        assert {tuple(i["expression"]) for i in issues} == {
+            ("Bundle.entry",),
+            ("Bundle.entry[1].resource.masterIdentifier",),
+        }
+        assert all(i["code"] == "invariant" for i in issues)
+        assert c.get("/fhir/DocumentReference", params={"patient": who}).json().get("total") == 0
 
 
 def mhd_search(hub: WebHub, rtype: str, **params: str) -> list[dict[str, Any]]:
@@ -109,16 +158,19 @@ def test_a_document_sent_by_xds_is_found_by_mhd(xds_hub: WebHub) -> None:
     assert provide(xds_hub, submission).get("status") == SUCCESS
     # ITI-66: the submission set
     [submission_set] = mhd_search(
-        xds_hub, "List", patient=who,
+        xds_hub,
+        "List",
+        patient=who,
         code="https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes|submissionset",
-    )  # fmt: skip
+    )
     assert_valid_r4(submission_set)
     # ITI-67 with the MADO parameters: study, accession, modality
     [doc] = mhd_search(xds_hub, "DocumentReference", patient=who)
     study = next(
-        r["identifier"]["value"] for r in doc["context"]["related"]
+        r["identifier"]["value"]
+        for r in doc["context"]["related"]
         if r.get("identifier", {}).get("system") == "urn:dicom:uid"
-    )  # fmt: skip
+    )
     assert [
         d["id"] for d in mhd_search(xds_hub, "DocumentReference", patient=who, modality=f"{DCM}|CT")
     ] == [doc["id"]]
