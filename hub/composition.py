@@ -33,6 +33,7 @@ from hub.federation import (
     PartnerStore,
     site_id,
 )
+from hub.federation.pages import PageStore
 from hub.federation.requester import PURPOSE_OF_USE
 from hub.fhir.capability import capability_statement
 from hub.fhir.service import FhirService, ServiceOptions
@@ -150,7 +151,9 @@ def _federation(settings: Settings, service: FhirService, base_url: str) -> Fede
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
     )
-    return FederatedSearch(service, partners, BackendTokens(partners.key_file), options)
+    pages = PageStore(settings.partners_file.parent / "pages", settings.federation_page_ttl)
+    tokens = BackendTokens(partners.key_file)
+    return FederatedSearch(service, partners, tokens, options, pages=pages)
 
 
 def build_hub(settings: Settings, *, base_url: str) -> Hub:

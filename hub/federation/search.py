@@ -14,8 +14,9 @@ Patient) asks this hub and every enabled partner at once, or those ``_partners=`
 - matches are ordered newest first (the type's date), and each partner that failed, timed out,
   answered garbage or could not name the patient has one ``OperationOutcome`` entry
   (``search.mode = outcome``);
-- paging: the merged result is kept for ``federation_page_ttl`` seconds; ``next``/``previous``
-  links page through it for the same requester (410 once it has expired).
+- paging: the merged result is kept for ``federation_page_ttl`` seconds in the data dir that
+  replicas share (``hub.federation.pages``); ``next``/``previous`` links page through it for the
+  same requester, on any replica (410 once it has expired).
 
 Each partner is asked with its own SMART backend-services token (``hub.federation.tokens``),
 the requester and purpose of use (``hub.federation.requester``), the ``Via`` chain, and within
@@ -27,11 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
-import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -51,6 +49,7 @@ from hub.federation.identity import (
     pixm_identifiers,
     split_anchor,
 )
+from hub.federation.pages import MergedResult, PageStore
 from hub.federation.partners import FEDERATED_TYPES, Partner, PartnerStore
 from hub.federation.requester import (
     IUA_HEADER,
@@ -132,17 +131,6 @@ class _Question:
     ids: tuple[Identifier, ...]  # the patient's identifiers here
     requester: Requester
     via: str
-
-
-@dataclass
-class _Snapshot:
-    owner: tuple[str, str | None]
-    resource_type: str
-    matches: list[dict[str, Any]]
-    references: list[set[str]]
-    includes: dict[str, dict[str, Any]]
-    outcomes: list[dict[str, Any]]
-    expires: float
 
 
 @dataclass
@@ -247,15 +235,14 @@ class FederatedSearch:
         options: FederationOptions,
         *,
         http: PartnerHttp | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        pages: PageStore | None = None,
     ) -> None:
         self.service = service
         self.partners = partners
         self.tokens = tokens
         self.options = options
         self.http = http or AiohttpPartnerHttp()
-        self._clock = clock
-        self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
+        self.pages = pages or PageStore(None, options.page_ttl)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -533,7 +520,7 @@ class FederatedSearch:
 
     def _merge(
         self, principal: Principal, resource_type: str, reports: list[SiteReport]
-    ) -> _Snapshot:
+    ) -> MergedResult:
         matches: list[tuple[str, dict[str, Any], set[str]]] = []
         includes: dict[str, dict[str, Any]] = {}
         outcomes: list[dict[str, Any]] = []
@@ -559,25 +546,15 @@ class FederatedSearch:
             if report.status != "ok" or report.message:
                 outcomes.append(_outcome_entry(report))
         matches.sort(key=lambda m: m[0], reverse=True)  # stable: site order within one date
-        return _Snapshot(
+        return MergedResult(
             owner=(principal.subject, principal.patient),
             resource_type=resource_type,
             matches=[m[1] for m in matches],
-            references=[m[2] for m in matches],
+            references=[sorted(m[2]) for m in matches],
             includes=includes,
             outcomes=outcomes,
-            expires=self._clock() + self.options.page_ttl,
+            expires=self.pages.expiry(),
         )
-
-    def _keep(self, snapshot: _Snapshot) -> str:
-        now = self._clock()
-        while self._snapshots and next(iter(self._snapshots.values())).expires < now:
-            self._snapshots.popitem(last=False)
-        while len(self._snapshots) >= 1000:
-            self._snapshots.popitem(last=False)
-        token = secrets.token_urlsafe(16)
-        self._snapshots[token] = snapshot
-        return token
 
     def _page(
         self,
@@ -586,10 +563,9 @@ class FederatedSearch:
         params: Sequence[tuple[str, str]],
         token: str,
     ) -> dict[str, Any]:
-        snapshot = self._snapshots.get(token)
+        snapshot = self.pages.get(token)
         if (
             snapshot is None
-            or snapshot.expires < self._clock()
             or snapshot.owner != (principal.subject, principal.patient)
             or snapshot.resource_type != resource_type
         ):
@@ -607,7 +583,7 @@ class FederatedSearch:
 
     def _render(
         self,
-        snapshot: _Snapshot,
+        snapshot: MergedResult,
         params: Sequence[tuple[str, str]],
         offset: int,
         count: int,
@@ -617,7 +593,7 @@ class FederatedSearch:
         page = snapshot.matches[offset : offset + count]
         wanted: set[str] = set()
         for refs in snapshot.references[offset : offset + count]:
-            wanted |= refs
+            wanted.update(refs)
         entries = [*page]
         entries += [e for url, e in snapshot.includes.items() if url in wanted]
         entries += snapshot.outcomes
@@ -626,7 +602,7 @@ class FederatedSearch:
         if token is None:
             self_url = f"{path}?{urlencode(list(params))}" if params else path
             if total > count:
-                token = self._keep(snapshot)
+                token = self.pages.put(snapshot)
         else:
             self_url = (
                 f"{path}?{urlencode([('_page', token), ('_offset', offset), ('_count', count)])}"

@@ -17,6 +17,7 @@ from hub.composition import Hub
 from hub.errors import Gone
 from hub.federation import BackendTokens, FederatedSearch, FederationOptions, Partner, PartnerStore
 from hub.federation.http import Answer
+from hub.federation.pages import PageStore
 from hub.federation.search import FederatedResult
 from tests.e2e.support import BASE, assert_valid_r4, make_hub, patient, study
 
@@ -95,7 +96,7 @@ def federated(
     tmp_path: Path,
     partners: Partners,
     *names: str,
-    clock: Clock | None = None,
+    pages: PageStore | None = None,
     **options: Any,
 ) -> FederatedSearch:
     store = PartnerStore(tmp_path / "federation" / "partners.json")
@@ -115,7 +116,7 @@ def federated(
         BackendTokens(store.key_file),
         FederationOptions(base_url=BASE, site_id="site-a", **options),
         http=partners,
-        clock=clock or Clock(),
+        pages=pages,
     )
 
 
@@ -305,7 +306,8 @@ def test_pages_of_the_merged_result_expire(hub: Hub, tmp_path: Path, local_patie
         200, json=bundle(*[match(remote_study(f"1.4.{i}", f"201{i}-01-01")) for i in range(4)])
     )
     clock = Clock()
-    search = federated(hub, tmp_path, partners, "b", clock=clock, page_ttl=60)
+    pages = PageStore(tmp_path / "pages", 60, clock=clock)
+    search = federated(hub, tmp_path, partners, "b", pages=pages)
     first = run(search, [("patient", local_patient), ("_count", "2")])
     assert first.bundle["total"] == 5 and len(uids(first)) == 2
     next_url = next(link["url"] for link in first.bundle["link"] if link["relation"] == "next")
