@@ -24,6 +24,7 @@ from hub.channels import (
     enabled_web_services,
 )
 from hub.config import Settings
+from hub.demo import DEMO_APP_CLIENT_ID
 from hub.engines import open_engine
 from hub.errors import HubError
 from hub.federation import (
@@ -39,6 +40,7 @@ from hub.fhir.capability import capability_statement
 from hub.fhir.service import FhirService, ServiceOptions
 from hub.health import HealthCheck
 from hub.http.app import create_app
+from hub.http.app_routes import AppSite
 from hub.http.binaries import NativeBinaries, installed_inspector
 from hub.http.deps import HubState
 from hub.http.metrics import HttpMetrics
@@ -266,5 +268,14 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
     )
     state.federation = _federation(settings, service, base_url)
     web_services = [factory(context) for factory in enabled_web_services(settings).values()]
-    app = create_app(state, cors_origins=settings.cors_origins, routers=web_services)
+    app_site = AppSite(
+        directory=settings.app_directory,
+        fhir_base=base_url.rstrip("/"),
+        issuer=settings.issuer(base_url),
+        client_id=settings.app_client_id or (DEMO_APP_CLIENT_ID if settings.demo else None),
+        viewer_url_template=settings.app_viewer_url_template,
+    )
+    app = create_app(
+        state, cors_origins=settings.cors_origins, routers=web_services, app_site=app_site
+    )
     return Hub(settings, engine, service, policy, runner, health, app, audit, indexer, context)

@@ -21,6 +21,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# The source tree the hub package sits in (where app/dist is built by default).
+_REPOSITORY = Path(__file__).resolve().parents[1]
+
 
 class Settings(BaseSettings):
     """Every setting of ``pixelhub serve``; README.md's configuration reference lists them."""
@@ -151,6 +154,29 @@ class Settings(BaseSettings):
     external_jwks_uri: str | None = None  # default: from the issuer's discovery document
     external_scope_claim: Literal["scope", "scp"] = "scope"
 
+    # --- the imaging timeline app at /app/ (issue 13, hub/http/app_routes.py) -----------------
+    # The built front-end (``npm run build`` in app/); default: app/dist beside the hub package.
+    app_dir: Path | None = None
+    # The app's SMART client id (a public client registered with the redirect URI <origin>/app/);
+    # with --demo, the demo registers one itself.
+    app_client_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._~-]{1,128}$")
+    # A diagnostic viewer to open a study in, e.g. an OHIF URL with {StudyInstanceUID}.
+    app_viewer_url_template: str | None = None
+
+    @field_validator("app_viewer_url_template")
+    @classmethod
+    def _viewer_template(cls, v: str | None) -> str | None:
+        """An absolute http(s) URL naming ``{StudyInstanceUID}`` (and optionally
+        ``{PatientID}`` / ``{AccessionNumber}``)."""
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("the viewer URL template is an absolute http(s) URL")
+        if "{StudyInstanceUID}" not in v:
+            raise ValueError("the viewer URL template must contain {StudyInstanceUID}")
+        return v
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _cors_origins(cls, v: Any) -> Any:
@@ -224,6 +250,11 @@ class Settings(BaseSettings):
             return self.smart_issuer.rstrip("/")
         base = fhir_base.rstrip("/")
         return f"{base.removesuffix('/fhir')}/auth"
+
+    @property
+    def app_directory(self) -> Path:
+        """The built web app (``app_dir``, default ``<repository>/app/dist``)."""
+        return self.app_dir or _REPOSITORY / "app" / "dist"
 
     @property
     def partners_file(self) -> Path:

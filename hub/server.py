@@ -22,7 +22,7 @@ import uvicorn
 
 from hub.composition import build_hub
 from hub.config import Settings
-from hub.demo import load_demo_data
+from hub.demo import DEMO_PASSWORD, DEMO_USER, load_demo_data, register_demo_app
 
 log = logging.getLogger("pixelhub")
 
@@ -74,6 +74,15 @@ def serve(settings: Settings) -> int:
         print(DEMO_BANNER, file=sys.stderr, flush=True)
         loaded = load_demo_data(hub.service)
         log.warning("demo mode: open access, %d sample resources present", loaded)
+        if not settings.app_client_id:  # the imaging timeline at /app/, and who signs in
+            register_demo_app(settings, base_url)
+            origin = base_url.rstrip("/").removesuffix("/fhir")
+            print(
+                f"Imaging timeline app: {origin}/app/ (sign in as {DEMO_USER!r}, password "
+                f"{DEMO_PASSWORD!r})",
+                file=sys.stderr,
+                flush=True,
+            )
     elif not settings.auth_tokens:
         log.warning(
             "no authentication configured (PIXELHUB_AUTH_TOKENS): every protected request "

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.errors import HubError, Issue, NotAcceptable, operation_outcome
 from hub.http import audit_routes, auth_routes, federation_routes, fhir_routes, openapi
+from hub.http.app_routes import AppSite, app_router
 from hub.http.audit import AuditMiddleware
 from hub.http.deps import HubState, authenticate, hub_state
 
@@ -82,10 +83,21 @@ class PathCors:
             await self.app(scope, receive, send)
 
 
+def _has_partners(state: HubState) -> bool:
+    """Whether federated search has an enabled partner (the app offers "include partner
+    sites" only then)."""
+    return state.federation is not None and bool(state.federation.partners.enabled())
+
+
 def create_app(
-    state: HubState, *, cors_origins: Sequence[str] = (), routers: Sequence[APIRouter] = ()
+    state: HubState,
+    *,
+    cors_origins: Sequence[str] = (),
+    routers: Sequence[APIRouter] = (),
+    app_site: AppSite | None = None,
 ) -> FastAPI:
-    """The app; ``routers`` are the adapters' web services (``hub.channels``), e.g. DICOMweb."""
+    """The app; ``routers`` are the adapters' web services (``hub.channels``), e.g. DICOMweb;
+    ``app_site`` the imaging timeline web app served at ``/app/`` (public static files)."""
     app = FastAPI(
         title="PixelHub",
         version=str(state.capability_statement["software"]["version"]),
@@ -154,6 +166,8 @@ def create_app(
     if state.auth_server is not None:  # before /fhir/{type}/{id}, which would match .well-known
         app.include_router(auth_routes.router)
     app.include_router(audit_routes.router)
+    if app_site is not None:
+        app.include_router(app_router(app_site, lambda: _has_partners(state)))
     app.include_router(federation_routes.router)  # before /fhir/{type}/{id} matches it
     for router in routers:
         app.include_router(router)

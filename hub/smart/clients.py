@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import threading
 from collections.abc import Sequence
@@ -52,6 +53,7 @@ LAUNCH_SCOPES = (
     "online_access",
 )
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")  # RFC 6749 Appendix A.1, kept URL-safe
 
 
 def hash_secret(secret: str) -> str:
@@ -193,8 +195,14 @@ class ClientStore:
         jwks: dict[str, Any] | None = None,
         redirect_uris: tuple[str, ...] = (),
         jwks_uri: str | None = None,
+        client_id: str | None = None,
     ) -> tuple[Client, str | None]:
-        """Register a client; returns it and, for a symmetric client, its secret (shown once)."""
+        """Register a client; returns it and, for a symmetric client, its secret (shown once).
+
+        ``client_id`` registers it under that id instead of a random one, replacing any client
+        registered with it before (idempotent registration, as ``--demo`` does for the app)."""
+        if client_id is not None and not _CLIENT_ID.match(client_id):
+            raise ValueError("a client id is 1-128 letters, digits, '.', '_', '~' or '-'")
         if client_type not in CLIENT_TYPES:
             raise ValueError(f"unknown client type {client_type!r}")
         for uri in redirect_uris:
@@ -222,7 +230,7 @@ class ClientStore:
             secret = secrets.token_urlsafe(32)
             secret_hash = hash_secret(secret)
         client = Client(
-            secrets.token_urlsafe(16),
+            client_id or secrets.token_urlsafe(16),
             name,
             client_type,
             scopes,
@@ -231,7 +239,8 @@ class ClientStore:
             redirect_uris,
             jwks_uri,
         )
-        clients = [*self._load().values(), client]
+        clients = [c for c in self._load().values() if c.client_id != client.client_id]
+        clients.append(client)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

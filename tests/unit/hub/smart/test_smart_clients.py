@@ -103,3 +103,26 @@ def test_public_client_with_launch_scopes(tmp_path: Path) -> None:
     )
     assert secret is None
     assert ClientStore(tmp_path / "c.json").get(client.client_id) == client
+
+
+def test_add_under_a_chosen_id_replaces_that_registration(tmp_path: Path) -> None:
+    store = ClientStore(tmp_path / "clients.json")
+    other, _ = store.add("other", "confidential-symmetric", ("system/Patient.rs",))
+    uri = "http://127.0.0.1:8080/app/"
+    first, secret = store.add(
+        "app",
+        "public",
+        ("launch/patient", "patient/*.rs"),
+        redirect_uris=(uri,),
+        client_id="my-app",
+    )
+    assert first.client_id == "my-app" and secret is None
+    again, _ = store.add(
+        "app", "public", ("launch/patient", "patient/ImagingStudy.rs"),
+        redirect_uris=("http://127.0.0.1:9090/app/",), client_id="my-app",
+    )  # fmt: skip
+    assert [c.client_id for c in store.list()] == ["my-app", other.client_id]
+    assert store.get("my-app") == again
+    for bad in ("", "has space", "x" * 129, "a/b"):
+        with pytest.raises(ValueError, match="client id"):
+            store.add("app", "public", ("patient/*.rs",), redirect_uris=(uri,), client_id=bad)
