@@ -16,15 +16,14 @@ effect on a running hub.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import secrets
-import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from hub.private_file import PrivateJsonFile
 
 __all__ = ["FEDERATED_TYPES", "Partner", "PartnerStore", "check_partner_url", "site_id"]
 
@@ -97,32 +96,23 @@ def _partner(raw: dict[str, Any]) -> Partner:
     )
 
 
+def _parse_partners(raw: Any) -> dict[str, Partner]:
+    return {p["name"]: _partner(p) for p in raw["partners"]}
+
+
 class PartnerStore:
     """The partners of one data directory."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._partners: dict[str, Partner] = {}
+        self._file: PrivateJsonFile[dict[str, Partner]] = PrivateJsonFile(path, _parse_partners, {})
 
     @property
     def key_file(self) -> Path:
         """This hub's federation key (ES384), beside the partners file."""
-        return self._path.parent / "client-es384.pem"
+        return self._file.path.parent / "client-es384.pem"
 
     def _load(self) -> dict[str, Partner]:
-        try:
-            stat = self._path.stat()
-        except FileNotFoundError:
-            return {}
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                raw = json.loads(self._path.read_text(encoding="utf-8"))
-                self._partners = {p["name"]: _partner(p) for p in raw["partners"]}
-                self._stamp = stamp
-            return self._partners
+        return self._file.value()
 
     def get(self, name: str) -> Partner | None:
         return self._load().get(name)
@@ -148,13 +138,8 @@ class PartnerStore:
         return removed
 
     def _write(self, partners: dict[str, Partner]) -> None:
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            rows = [asdict(p) for p in sorted(partners.values(), key=lambda p: p.name)]
-            json.dump({"partners": rows}, out, indent=2)
-        os.replace(tmp, self._path)
+        rows = [asdict(p) for p in sorted(partners.values(), key=lambda p: p.name)]
+        self._file.write({"partners": rows})
 
 
 def site_id(directory: Path, configured: str | None) -> str:

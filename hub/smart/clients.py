@@ -23,17 +23,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
-import os
 import re
 import secrets
-import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from hub.private_file import PrivateJsonFile
 from hub.smart.launch import LAUNCH_API_SCOPE
 from hub.smart.scopes import parse_scope
 
@@ -149,36 +147,27 @@ def _check_jwks(jwks: dict[str, Any]) -> None:
             raise ValueError("the JWKS holds a private key; register public keys only")
 
 
+def _parse_clients(raw: Any) -> dict[str, Client]:
+    return {
+        c["client_id"]: Client(
+            **{
+                **c,
+                "scopes": tuple(c["scopes"]),
+                "redirect_uris": tuple(c.get("redirect_uris", ())),
+            }
+        )
+        for c in raw["clients"]
+    }
+
+
 class ClientStore:
     """The registered clients of one data directory."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._clients: dict[str, Client] = {}
+        self._file: PrivateJsonFile[dict[str, Client]] = PrivateJsonFile(path, _parse_clients, {})
 
     def _load(self) -> dict[str, Client]:
-        try:
-            stat = self._path.stat()
-        except FileNotFoundError:
-            return {}
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            if stamp != self._stamp:
-                raw = json.loads(self._path.read_text(encoding="utf-8"))
-                self._clients = {
-                    c["client_id"]: Client(
-                        **{
-                            **c,
-                            "scopes": tuple(c["scopes"]),
-                            "redirect_uris": tuple(c.get("redirect_uris", ())),
-                        }
-                    )
-                    for c in raw["clients"]
-                }
-                self._stamp = stamp
-            return self._clients
+        return self._file.value()
 
     def get(self, client_id: str) -> Client | None:
         return self._load().get(client_id)
@@ -241,10 +230,5 @@ class ClientStore:
         )
         clients = [c for c in self._load().values() if c.client_id != client.client_id]
         clients.append(client)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"clients": [asdict(c) for c in clients]}, out, indent=2)
-        os.replace(tmp, self._path)
+        self._file.write({"clients": [asdict(c) for c in clients]})
         return client, secret

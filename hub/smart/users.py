@@ -8,13 +8,12 @@ PractitionerRole, Person or RelatedPerson reference, SMART ``scopes-and-launch-c
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+from hub.private_file import PrivateJsonFile
 from hub.smart.clients import hash_secret, verify_secret
 
 ROLES = ("clinician", "technologist", "auditor", "admin")
@@ -34,28 +33,18 @@ class User:
     fhir_user: str
 
 
+def _parse_users(raw: Any) -> dict[str, User]:
+    return {u["username"]: User(**{**u, "roles": tuple(u["roles"])}) for u in raw["users"]}
+
+
 class UserStore:
     """The local users of one data directory; re-read when the file changes."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._users: dict[str, User] = {}
+        self._file: PrivateJsonFile[dict[str, User]] = PrivateJsonFile(path, _parse_users, {})
 
     def _load(self) -> dict[str, User]:
-        try:
-            stat = self._path.stat()
-        except FileNotFoundError:
-            return {}
-        with self._lock:
-            if (stat.st_mtime_ns, stat.st_size) != self._stamp:
-                raw = json.loads(self._path.read_text(encoding="utf-8"))
-                self._users = {
-                    u["username"]: User(**{**u, "roles": tuple(u["roles"])}) for u in raw["users"]
-                }
-                self._stamp = (stat.st_mtime_ns, stat.st_size)
-            return self._users
+        return self._file.value()
 
     def get(self, username: str) -> User | None:
         return self._load().get(username)
@@ -82,10 +71,5 @@ class UserStore:
             raise ValueError("fhirUser is a reference such as Practitioner/123")
         user = User(username, hash_secret(password), roles, fhir_user)
         users = [*self._load().values(), user]
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"users": [asdict(u) for u in users]}, out, indent=2)
-        os.replace(tmp, self._path)
+        self._file.write({"users": [asdict(u) for u in users]})
         return user
