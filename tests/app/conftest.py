@@ -33,8 +33,10 @@ def app_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppHub]:
         stop_app_hub(hub)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
+    """Module-scoped: Playwright's sync API runs an event loop in this thread while it lives, so
+    it must be gone before other modules' tests call ``asyncio.run``."""
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_FLAGS

@@ -327,6 +327,47 @@ def test_keyboard_only_use_and_labels(app_hub: AppHub, page: Page) -> None:
     assert page.evaluate("() => document.documentElement.lang") == "en"
 
 
+# WCAG 2.2 SC 1.4.3 (contrast, minimum): the contrast ratio of every piece of visible text with
+# the background it is drawn on, the relative luminance as WCAG defines it; 4.5:1, or 3:1 for
+# large text (18pt, or 14pt bold).
+_CONTRAST = """() => {
+  const lin = c => { c /= 255; return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  const rgba = s => (s.match(/[0-9.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c.length >= 3 && (c.length < 4 || c[3] > 0.5)) return c;
+    }
+    return [255, 255, 255];
+  };
+  const failures = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement;
+    if (!n.textContent.trim() || !el || !el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === "hidden" || Number(style.opacity) === 0) continue;
+    const [fg, bg] = [lum(rgba(style.color)), lum(background(el))];
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const large = size >= 24 || (bold && size >= 18.66);
+    if (ratio < (large ? 3 : 4.5)) failures.push(`${n.textContent.trim().slice(0, 40)}: ${ratio.toFixed(2)}`);
+  }
+  return failures;
+}"""
+
+
+def test_text_contrast_meets_wcag_aa(app_hub: AppHub, page: Page) -> None:
+    """Every visible text on the timeline, the detail dialog and the compare view."""
+    ehr_launch(page, app_hub, "a")
+    page.wait_for_function("() => document.querySelectorAll('.card img').length >= 3")
+    assert page.evaluate(_CONTRAST) == []
+    page.locator(".card button.link").first.click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    assert page.evaluate(_CONTRAST) == []
+
+
 def test_partner_sites_items_are_marked_with_their_site(
     app_hub: AppHub, page: Page, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
