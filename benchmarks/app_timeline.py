@@ -37,19 +37,12 @@ from playwright.sync_api import Page, sync_playwright
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from hub.http.app_routes import APP_SCOPES  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 
 TOKEN = "bench-token"
 USER, PASSWORD = "bench-user", "bench-password-1"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 MODALITIES = ["CT", "MR", "US", "MG", "XC", "SM", "OP", "ES"]
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def cli(data_dir: Path, *args: str, stdin: str = "") -> str:
@@ -330,7 +323,7 @@ def main() -> None:
             seed(url, args.items)
             with sync_playwright() as p:
                 browser = p.chromium.launch(
-                    executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_FLAGS
+                    executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
                 )
                 page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
                 sign_in(page, url)

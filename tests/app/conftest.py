@@ -12,12 +12,12 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.app.support import (
     APP_DIST,
-    CHROMIUM_FLAGS,
     AppHub,
     load_data,
     start_app_hub,
     stop_app_hub,
 )
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +38,7 @@ def chromium() -> Iterator[Browser]:
     """Module-scoped: Playwright's sync API runs an event loop in this thread while it lives, so
     it must be gone before other modules' tests call ``asyncio.run``."""
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_FLAGS
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
             yield browser
         finally:

@@ -33,14 +33,6 @@ PASSWORD = "s3cure-enough-pw"
 USER = "dr-who"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
 APP_DIST = Path(__file__).resolve().parents[2] / "app" / "dist"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DICOM_MULTIPART = 'multipart/related; type="application/dicom"; boundary={}'
 BOUNDARY = "PixelHubAppTestBoundary"
 

@@ -20,16 +20,9 @@ from playwright.sync_api import BrowserContext, Route, expect, sync_playwright
 
 from tests.e2e.support import patient, study
 from tests.e2e.test_serve import TOKEN, running_hub
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS
 
 REDIRECT = "http://localhost:9/callback"  # never contacted: the browser's request is intercepted
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -38,7 +31,7 @@ def browser(tmp_path: Path) -> Iterator[BrowserContext]:
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),
-            executable_path="/usr/bin/chromium",
+            executable_path=CHROMIUM,
             headless=True,
             args=CHROMIUM_FLAGS,
         )
