@@ -13,7 +13,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ class PageStore:
         path = self.directory / f"{token}.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
-            out.write(orjson.dumps(asdict(result)))
+            out.write(orjson.dumps(result))  # orjson encodes dataclasses without copying
         return token
 
     def get(self, token: str) -> MergedResult | None:

@@ -72,6 +72,7 @@ _DATE_OF: dict[str, tuple[tuple[str, ...], ...]] = {
     "DiagnosticReport": (("effectiveDateTime",), ("effectivePeriod", "start"), ("issued",)),
     "Patient": (),
 }
+_CONTAINERS = (dict, list)
 _NEWEST_FIRST = {"-date", "-started", "-issued"}
 _OWN = {"_partners", "_count", "_sort", "_total", "_page", "_offset"}
 _LINK_PARAMS = ("_page", "_offset", "_count")
@@ -164,18 +165,21 @@ def _study_uid(resource: dict[str, Any]) -> str | None:
 
 
 def _absolutize(node: Any, base: str, found: set[str]) -> None:
-    """Make relative ``reference`` values absolute against ``base``; collect them all."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
+    """Make relative ``reference`` values absolute against ``base``; collect them all.
+    (An explicit stack that never visits scalars: this walk runs over every merged resource.)"""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if type(current) is list:
+            stack.extend(item for item in current if type(item) in _CONTAINERS)
+            continue
+        for key, value in current.items():
+            if key == "reference" and type(value) is str:
                 if _RELATIVE.fullmatch(value):
-                    value = node[key] = f"{base}/{value}"
+                    value = current[key] = f"{base}/{value}"
                 found.add(value.split("/_history/")[0])
-            else:
-                _absolutize(value, base, found)
-    elif isinstance(node, list):
-        for item in node:
-            _absolutize(item, base, found)
+            elif type(value) in _CONTAINERS:
+                stack.append(value)
 
 
 def _local_patients(anchor: Anchor | None, local: SiteReport | None) -> list[str]:
