@@ -276,6 +276,34 @@ def ei_identifier(
     return {"type": type_code(type_code_value), "system": system, "value": value}
 
 
+def xpn_name(
+    family: str,
+    given: str,
+    middle: str,
+    suffix: str,
+    prefix: str,
+    degree: str = "",
+    use: str | None = None,
+) -> Resource | None:
+    """The FHIR ``HumanName`` of XPN name components (v2.5.1 ch. 2 §2.A.88: family, given,
+    further given names, suffix, prefix, degree), also those of an XCN after its id (§2.A.89);
+    ``None`` when neither a family nor a given name is there."""
+    given_names = [g for g in (given, middle) if g]
+    if not family and not given_names:
+        return None
+    name: Resource = {"use": use} if use else {}
+    if family:
+        name["family"] = family
+    if given_names:
+        name["given"] = given_names
+    if prefix:
+        name["prefix"] = [prefix]
+    suffixes = [s for s in (suffix, degree) if s]
+    if suffixes:
+        name["suffix"] = suffixes
+    return name
+
+
 def xcn_reference(rep: Repetition, systems: IdentifierSystems) -> Resource | None:
     """HL7 XCN (id^family^given^middle^suffix^prefix^degree^source table^assigning authority,
     ch. 2A.89) -> a logical ``Reference`` with the identifier and a display name."""

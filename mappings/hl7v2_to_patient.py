@@ -23,6 +23,7 @@ from mappings.hl7v2_model import (
     require,
     ts_field,
     type_code,
+    xpn_name,
 )
 
 # HL7 table 0001 administrative sex -> FHIR administrative-gender
@@ -108,24 +109,8 @@ def cx_identifier(rep: Repetition, systems: IdentifierSystems) -> Resource | Non
 def _human_name(rep: Repetition) -> Resource | None:
     """XPN (family^given^middle^suffix^prefix^degree^name type, ch. 2A.88) -> HumanName; the
     family name is FN.1 (v2.3 ST and v2.4+ FN share component 1)."""
-    family = comp(rep, 1)
-    given = [g for g in (comp(rep, 2), comp(rep, 3)) if g]
-    if not family and not given:
-        return None
-    name: Resource = {}
-    use = _NAME_USE.get(comp(rep, 7))
-    if use:
-        name["use"] = use
-    if family:
-        name["family"] = family
-    if given:
-        name["given"] = given
-    if comp(rep, 5):
-        name["prefix"] = [comp(rep, 5)]
-    suffixes = [s for s in (comp(rep, 4), comp(rep, 6)) if s]
-    if suffixes:
-        name["suffix"] = suffixes
-    return name
+    family, given, middle, suffix, prefix, degree = (comp(rep, n) for n in range(1, 7))
+    return xpn_name(family, given, middle, suffix, prefix, degree, _NAME_USE.get(comp(rep, 7)))
 
 
 def _address(rep: Repetition) -> Resource | None:

@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
+from mappings.hl7v2_model import xpn_name
 from mappings.identifier_system import ISSUER_NAMESPACE, identifier_system, is_oid, issuer_of
 from mappings.xds_model import (
     APPROVED,
@@ -304,29 +305,13 @@ def _authority(identifier: Mapping[str, Any]) -> str:
     return f"&{system[8:]}&ISO" if system.startswith("urn:oid:") else ""
 
 
-def _human_name(family: str, given: str, middle: str, suffix: str, prefix: str) -> Resource:
-    """The HumanName of the name components of an XPN, or of an XCN after its id (HL7 v2.5
-    2.A.88 / 2.A.89: family, given, further given names, suffix, prefix)."""
-    name: Resource = {}
-    if family:
-        name["family"] = family
-    given_names = [g for g in (given, middle) if g]
-    if given_names:
-        name["given"] = given_names
-    if suffix:
-        name["suffix"] = [suffix]
-    if prefix:
-        name["prefix"] = [prefix]
-    return name
-
-
 def _xcn_to_practitioner(xcn: str, rid: str) -> Resource:
     """An XCN (``id^family^given^middle^suffix^prefix^^^&oid&ISO``) -> a Practitioner."""
     parts = (xcn.split("^") + [""] * 9)[:9]
     practitioner: Resource = {"resourceType": "Practitioner", "id": rid}
     if parts[0]:
         practitioner["identifier"] = [_assigned(parts[0], parts[8])]
-    name = _human_name(*parts[1:6])
+    name = xpn_name(*parts[1:7])
     if name:
         practitioner["name"] = [name]
     return practitioner
@@ -467,8 +452,9 @@ def _source_patient(entry: DocumentEntry) -> Resource | None:
         if field_name == "PID-3" and value not in ids:
             ids.append(value)
         elif field_name == "PID-5":
-            parts = (value.split("^") + [""] * 5)[:5]
-            patient.setdefault("name", []).append(_human_name(*parts))
+            name = xpn_name(*(value.split("^") + [""] * 6)[:6])
+            if name is not None:
+                patient.setdefault("name", []).append(name)
         elif field_name == "PID-7" and value:
             patient["birthDate"] = dtm_to_fhir(value[:8])
         elif field_name == "PID-8" and value:

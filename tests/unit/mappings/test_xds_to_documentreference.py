@@ -308,6 +308,14 @@ def test_kos_source_patient_is_a_contained_patient() -> None:
     ]
 
 
+def test_an_empty_source_patient_name_gives_no_name() -> None:
+    """``PID-5|`` (or only separators) names nobody: an empty HumanName is not valid R4."""
+    doc = kos_doc(source_patient_info=("PID-5|", "PID-5|^^^", "PID-5|GREEN^^^^DR^MD"))
+    patient = contained(doc, "source-patient")
+    fhir_valid(patient)
+    assert patient["name"] == [{"family": "GREEN", "prefix": ["DR"], "suffix": ["MD"]}]
+
+
 def test_kos_round_trip_gives_the_same_entry() -> None:
     entry = kos_entry()
     assert back(kos_doc(), entry) == entry
