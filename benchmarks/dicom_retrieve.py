@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -140,6 +141,21 @@ class OrthancPeer(Orthanc):
 
 # ---------------------------------------------------------------------------------------------
 # measurements
+
+
+def settle(hub: PixelHub, timeout: float = 1800) -> float:
+    """Seconds until every projector has caught up (``pixelhub_projector_lag`` 0 in
+    ``/metrics``): queries are measured on a quiet hub, as Orthanc, which indexes while it
+    stores, is measured once its last C-STORE is answered."""
+    started = time.monotonic()
+    lag = re.compile(rb"^pixelhub_projector_lag\{[^}]*\} (\S+)$", re.M)
+    with httpx.Client(headers=hub.headers, timeout=30) as client:
+        while time.monotonic() - started < timeout:
+            lags = lag.findall(client.get(f"http://127.0.0.1:{hub.http}/metrics").content)
+            if lags and max(float(x) for x in lags) == 0:
+                return time.monotonic() - started
+            time.sleep(0.5)
+    raise SystemExit(f"projectors still behind after {timeout} s")
 
 
 def find_latency(server: Any, studies: list[dict[str, str]], queries: int) -> dict[str, Any]:
@@ -293,7 +309,7 @@ def main() -> None:
                 send(server, big, 4)
                 row: dict[str, Any] = {"load_s": time.monotonic() - started}
                 if name == "pixelhub":
-                    time.sleep(3)  # the aggregator's quiet period; C-FIND reads the index directly
+                    row["settle_s"] = settle(server)
                 row["find"] = find_latency(server, studies, args.queries)
                 row["move_inst_per_s"] = move_rate(server, study, args.instances, run / "storescp")
                 row["wado"] = wado_rate(server, study)

@@ -6,7 +6,12 @@ One ServiceRequest per order group (an ``ORC`` and the segments up to the next `
 ``ORM^O01``, ``OMI^O23`` (with ``IPC``) and ``OMG^O19`` all share it. ``ORC-1`` (order control)
 and ``ORC-5`` (order status) set ``status``; placer, filler and accession numbers become
 identifiers of types ``PLAC``, ``FILL`` and ``ACSN`` (HL7 table 0203), and the Study Instance UID
-(``IPC-3`` or IHE's ``ZDS-1``) an identifier in ``urn:dicom:uid``.
+(``IPC-3`` or IHE's ``ZDS-1``) an identifier in ``urn:dicom:uid``. The scheduled station
+(``IPC-9`` Scheduled AE Title, ``IPC-7`` Scheduled Station Name) becomes a ``performer``: a
+logical reference to the station's ``Device`` (identifier ``urn:dicom:ae|<AE title>``, display the
+station name), and ``IPC-8`` Scheduled Procedure Step Location a ``locationCode``; one per IPC
+segment naming one, in IPC order (just one when every IPC names the same), so that
+``servicerequest_to_worklist`` can give each step its own.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from mappings.hl7v2_model import (
     ts_field,
     xcn_reference,
 )
+from mappings.interaction_to_auditevent import DICOM_AE
 
 DICOM_UID_SYSTEM = "urn:dicom:uid"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -197,6 +203,12 @@ def _order(
                 modalities.append(concept)
     if modalities:
         out["orderDetail"] = modalities
+    stations = _per_step([_station(ipc) for ipc in ipcs])
+    if stations:
+        out["performer"] = stations
+    locations = _per_step([_location(ipc) for ipc in ipcs])
+    if locations:
+        out["locationCode"] = locations
     priority = tq1.value(9) if tq1 is not None else obr.value(27, 6)
     if priority.upper() in _PRIORITY:
         out["priority"] = _PRIORITY[priority.upper()]
@@ -270,6 +282,33 @@ def _imaging_identifiers(ipcs: list[Segment], group: list[Segment], obr: Segment
             if value and value != NULL and ident not in out:
                 out.append(ident)
     return out
+
+
+def _station(ipc: Segment) -> Resource | None:
+    """IPC-9 Scheduled AE Title and IPC-7 Scheduled Station Name (v2.5.1 §4.5.6) as a logical
+    reference to the station's Device; ``None`` when the IPC names no station."""
+    title, name = ipc.value(9).strip(), ipc.value(7).strip()
+    title, name = ("" if v == NULL else v for v in (title, name))
+    if not (title or name):
+        return None
+    station: Resource = {"type": "Device"}
+    if title:
+        station["identifier"] = {"system": DICOM_AE, "value": title}
+    if name:
+        station["display"] = name
+    return station
+
+
+def _location(ipc: Segment) -> Resource | None:
+    """IPC-8 Scheduled Procedure Step Location (CE, its first repetition) as a CodeableConcept."""
+    repetitions = ipc.repetitions(8)
+    return cwe_concept(repetitions[0]) if repetitions else None
+
+
+def _per_step(values: list[Resource | None]) -> list[Resource]:
+    """The values the IPC segments name, in IPC order; one when they are all the same."""
+    named = [v for v in values if v]
+    return named[:1] if all(v == named[0] for v in named) else named
 
 
 def _tq_start(seg: Segment, offset_of: OffsetOf | None, field: int = 27) -> str | None:

@@ -7,6 +7,12 @@ One worklist item per Scheduled Procedure Step: the ServiceRequests PixelHub mak
 (or OBR-20), so an order with two IPC segments gives two items. An item is a plain dict keyed by
 DICOM keyword: text values as ``str`` (DICOM encoding: DA ``YYYYMMDD``, TM ``HHMMSS``, PN with
 ``^``), ``ScheduledProcedureStepSequence`` and the code sequences as lists of such dicts.
+
+The scheduled station (Scheduled Station AE Title (0040,0001), Scheduled Station Name
+(0040,0010)) comes from the ``performer`` Devices, the Scheduled Procedure Step Location
+(0040,0011) from ``locationCode``: the i-th for the i-th step when there are as many as steps, the
+one for every step when there is one, else none (an item without a station AE title is for any
+station).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from mappings.interaction_to_auditevent import DICOM_AE
 
 __all__ = [
     "WORKLIST_STATUSES",
@@ -49,6 +57,9 @@ _SEX = {"male": "M", "female": "F", "other": "O"}
 _MODALITIES = frozenset(
     "BMD CR CT DG DX ECG EPS ES GM IO IVOCT IVUS MG MR NM OCT OP OPT PT PX RF SM US XA XC".split()
 )
+_SH_MAX = 16  # Short String (PS3.5 Table 6.2-1)
+# Application Entity (PS3.5 Table 6.2-1): 16 characters of the default repertoire, no backslash
+_AE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 _DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2}))?)?")
 
 
@@ -108,6 +119,12 @@ def servicerequest_to_worklist(
         "StudyInstanceUID": uids[0] if uids else "",
         **_patient(patient, issuer_systems or {}, default_patient_system),
     }
+    stations = [
+        p
+        for p in service_request.get("performer") or []
+        if isinstance(p, Mapping) and p.get("type") == "Device"
+    ]
+    locations = list(service_request.get("locationCode") or [])
     items = []
     for index, step in enumerate(steps):
         modality = (
@@ -115,8 +132,13 @@ def servicerequest_to_worklist(
             if len(modalities) == len(steps)
             else (modalities[0] if modalities else "")
         )
+        station = _for_step(stations, index, len(steps)) or {}
         sps = {
-            "ScheduledStationAETitle": "",
+            "ScheduledStationAETitle": _ae_title(station),
+            "ScheduledStationName": str(station.get("display") or "")[:_SH_MAX],
+            "ScheduledProcedureStepLocation": _location(
+                _for_step(locations, index, len(steps)) or {}
+            ),
             "ScheduledProcedureStepStartDate": start[0],
             "ScheduledProcedureStepStartTime": start[1],
             "Modality": modality,
@@ -127,6 +149,26 @@ def servicerequest_to_worklist(
         }
         items.append({**common, "ScheduledProcedureStepSequence": [sps]})
     return items
+
+
+def _for_step(values: list[Any], index: int, steps: int) -> Any:
+    """The value of step ``index``: the i-th of as many as steps, or the only one."""
+    if len(values) == steps:
+        return values[index]
+    return values[0] if len(values) == 1 else None
+
+
+def _ae_title(station: Mapping[str, Any]) -> str:
+    """The station's ``urn:dicom:ae`` identifier when it is a valid AE title (PS3.5 6.2)."""
+    identifier = station.get("identifier") or {}
+    title = str(identifier.get("value") or "").strip()
+    return title if identifier.get("system") == DICOM_AE and _AE.match(title) else ""
+
+
+def _location(concept: Mapping[str, Any]) -> str:
+    """A location CodeableConcept as SH: its first code, else its text."""
+    code = next((str(c["code"]) for c in concept.get("coding") or [] if c.get("code")), "")
+    return (code or str(concept.get("text") or ""))[:_SH_MAX]
 
 
 def _typed_text(resource: Mapping[str, Any], label: str) -> list[str]:

@@ -91,6 +91,7 @@ class DicomChannel:
                 self.ingest.store,
                 ae_title=settings.dicom_aet,
                 destinations=destinations,
+                directory=Path(settings.data_dir) / "dicom" / "commitments",
                 audit=context.audit,
                 timeout=settings.dicom_dimse_timeout,
             ),

@@ -53,6 +53,7 @@ from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE, C_STORE, N_ACTION
 from pynetdicom.dsutils import decode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.events import Event, EventHandlerType
+from pynetdicom.fsm import TRANSITION_TABLE
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.service_class import StorageServiceClass
@@ -342,6 +343,20 @@ class _PatientDul(DULServiceProvider):
 
         setattr(to_provider, "put", provider_put)  # noqa: B010 (instance override)
         setattr(to_user, "put", user_put)  # noqa: B010
+        machine = self.state_machine
+        act = machine.do_action
+
+        def do_action(event: str) -> None:
+            # P-DATA asked for (Evt9) on an association already released or aborted: a report
+            # or response that lost the race with the peer's leaving (PS3.8 9.2: not allowed in
+            # Sta13 or Sta1). Dropped: the sender sees no answer and goes on its own way.
+            if event == "Evt9" and (event, machine.current_state) not in TRANSITION_TABLE:
+                peer = StorageScp._peer(self.assoc)
+                log.info("DICOM message to %s dropped: association closing", peer)
+                return
+            act(event)
+
+        setattr(machine, "do_action", do_action)  # noqa: B010 (instance override)
         try:
             super().run()
         finally:
@@ -680,6 +695,8 @@ class StorageScp:
         """Bind and serve in background threads; returns the bound port."""
         os.makedirs(self.spool_dir, exist_ok=True)
         _config.LOG_HANDLER_LEVEL = "none"  # no per-message log formatting on the hot path
+        # nor identifiers decoded and pretty-printed for a log that drops them (and holds PHI)
+        _config.LOG_REQUEST_IDENTIFIERS = _config.LOG_RESPONSE_IDENTIFIERS = False
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
         handlers: list[EventHandlerType] = [
             (evt.EVT_CONN_OPEN, self.handle_conn_open),
@@ -710,6 +727,8 @@ class StorageScp:
             _tune_socket(server.socket)  # accepted sockets inherit TCP_NODELAY (Linux)
         self._server = server
         self.bound_port = int(server.server_address[1])
+        if self.commitment is not None:
+            self.commitment.start()  # re-send the reports still pending
         log.info("DICOM storage SCP %s listening on port %d", self.ae.ae_title, self.bound_port)
         return self.bound_port
 
@@ -734,6 +753,8 @@ class StorageScp:
                 assoc.abort()
         for assoc in server.active_associations:
             assoc.join(5)
+        if self.commitment is not None:
+            self.commitment.stop(max(0.0, deadline - time.monotonic()))
 
     # ------------------------------------------------------------------ handlers
 
@@ -1027,8 +1048,8 @@ class StorageScp:
         return SUCCESS, None
 
     def handle_n_action(self, event: Event) -> tuple[int | Dataset, Dataset | None]:
-        """N-ACTION Request Storage Commitment (PS3.4 J.3.2.1; ``_commitment``): answered at
-        once; the N-EVENT-REPORT follows from a background thread."""
+        """N-ACTION Request Storage Commitment (PS3.4 J.3.2.1; ``_commitment``): answered once
+        the request is durably recorded; the N-EVENT-REPORT follows from a background thread."""
         request = cast(N_ACTION, event.request)
         try:
             if self.commitment is None:
@@ -1037,7 +1058,7 @@ class StorageScp:
                 info = self._n_dataset(event, request.ActionInformation)
             except Exception as exc:
                 raise CommitmentError(INVALID_ARGUMENT, f"Cannot decode: {exc}") from None
-            checked = self.commitment.check(
+            checked = self.commitment.accept(
                 request.ActionTypeID,
                 str(request.RequestedSOPInstanceUID or ""),
                 info,

@@ -12,8 +12,10 @@ Every key is then matched on each item with the matchers of the Query/Retrieve C
 (``adapters.dicom._find.value_test``: single value, wildcard, DA/TM range, list of UIDs;
 PS3.4 C.2.2.2), the keys of the Scheduled Procedure Step Sequence inside its one item (sequence
 matching, C.2.2.2.6; a zero-item sequence asks for every attribute of the sequence). Keys this
-SCP does not know are returned empty and not matched (K.6.1.2.2). Orders do not name the
-station, so an item without a Scheduled Station AE Title matches any station asked for.
+SCP does not know are returned empty and not matched (K.6.1.2.2). Scheduled Station AE Title
+(0040,0001), from the order's IPC-9 (``performer``), is matched like any key: single value
+(case-sensitive, leading and trailing spaces not significant, PS3.5 6.2 AE) or wildcard; an item
+whose order names no station matches any station asked for.
 
 Statuses (PS3.4 Table K.4-1): ``0xFF00`` pending per item, ``0x0000`` at the end, ``0xFE00``
 after a C-CANCEL, ``0xA900`` for an identifier that does not fit the model (a key of the wrong
@@ -172,6 +174,8 @@ class Worklist:
         if not values or not keyword:
             return
         vr = _vr(element)
+        if vr == "AE":
+            values = [v.strip(" ") for v in values]
         test = value_test(keyword, vr, values)
         if test is None:
             return

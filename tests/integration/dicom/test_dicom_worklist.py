@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import hl7.client
 import pytest
 from pydicom import config
 from pydicom.dataelem import DataElement
@@ -27,6 +28,7 @@ from tests.integration.dicom.order_support import (
 )
 from tests.integration.dicom.test_dicom_audit import journal
 from tests.integration.dicom.test_dicom_find import Found, findscu
+from tests.integration.hl7v2.hl7_support import ack_segments, msa
 
 QUERY_DUMP = """\
 (0008,0005) CS [ISO_IR 192]
@@ -239,3 +241,63 @@ def test_a_zero_item_sequence_returns_every_step_attribute(
     assert step.ScheduledProcedureStepStatus == "SCHEDULED"
     (code,) = answer.RequestedProcedureCodeSequence
     assert (code.CodeValue, code.CodingSchemeDesignator) == ("71020", "C4")
+
+
+def station_order(accession: str, modality: str, title: str, name: str, room: str) -> bytes:
+    """An OMI^O23 (HL7 v2.5.1, IHE RAD-4) whose IPC names the scheduled station: IPC-7 Scheduled
+    Station Name, IPC-8 Scheduled Procedure Step Location, IPC-9 Scheduled AE Title (§4.5.6)."""
+    segments = [
+        f"MSH|^~\\&|RIS|NORTHRAD|PIXELHUB|NORTHRAD|20240305101500+0100||OMI^O23^OMI_O23|"
+        f"MSG-{accession}|P|2.5.1|||||DE||UNICODE UTF-8",
+        f"PID|1||P-{accession}^^^NORTHRAD^MR||Station^{modality}||19800101|F",
+        f"ORC|NW|PO-{accession}^KIS|FO-{accession}^RIS||SC||||20240305101500+0100",
+        "TQ1|1||||||20240308090000+0100||R",
+        f"OBR|1|PO-{accession}^KIS|FO-{accession}^RIS|X-{modality}^{modality} exam^99RIS"
+        f"||||||||||||||||||||{modality}",
+        f"IPC|{accession}^NORTHRAD|RP-{accession}|1.2.826.0.1.3680043.2.1125.{len(accession)}"
+        f".{ord(modality[0])}|SPS-{accession}|{modality}^^DCM||{name}|{room}^^L|{title}",
+    ]
+    return "\r".join(segments).encode()
+
+
+def test_a_station_finds_only_the_steps_scheduled_on_it(tmp_path: Path) -> None:
+    hub, mllp = start_order_hub(tmp_path / "data")
+    try:
+        for message in (
+            station_order("ACC-CT1", "CT", "CT1", "CT Scanner 1", "CT-ROOM-1"),
+            station_order("ACC-MR1", "MR", "MR1", "MR Scanner 1", "MR-ROOM-1"),
+        ):
+            with hl7.client.MLLPClient("127.0.0.1", mllp) as client:
+                client.socket.settimeout(10)
+                ack = ack_segments(client.send_message(message))
+            assert msa(ack)[1] == "AA", ack
+        sps = "ScheduledProcedureStepSequence[0]"
+        asked = (f"{sps}.ScheduledProcedureStepID", f"{sps}.ScheduledStationName",
+                 f"{sps}.ScheduledProcedureStepLocation", "AccessionNumber")  # fmt: skip
+        found = worklist(hub, tmp_path, f"{sps}.ScheduledStationAETitle=CT1", *asked)
+        assert found.status == "0x0000", found.log[-2000:]
+        (answer,) = found.answers
+        assert answer.AccessionNumber == "ACC-CT1"
+        (step,) = answer.ScheduledProcedureStepSequence
+        assert step.ScheduledStationAETitle == "CT1"
+        assert (step.ScheduledStationName, step.ScheduledProcedureStepLocation) == (
+            "CT Scanner 1",
+            "CT-ROOM-1",
+        )
+        # wildcard matching (PS3.4 C.2.2.2.4); AE titles match case-sensitively (C.2.2.2.1)
+        assert steps(worklist(hub, tmp_path, f"{sps}.ScheduledStationAETitle=MR*", *asked)) == [
+            "SPS-ACC-MR1"
+        ]
+        assert steps(worklist(hub, tmp_path, f"{sps}.ScheduledStationAETitle=*1", *asked)) == [
+            "SPS-ACC-CT1",
+            "SPS-ACC-MR1",
+        ]
+        assert worklist(hub, tmp_path, f"{sps}.ScheduledStationAETitle=ct1", *asked).answers == []
+        # an order naming no station stays on every station's worklist
+        send_orders(mllp, ORM)
+        assert steps(worklist(hub, tmp_path, f"{sps}.ScheduledStationAETitle=CT1", *asked)) == [
+            "SPS-0001",
+            "SPS-ACC-CT1",
+        ]
+    finally:
+        hub.close()

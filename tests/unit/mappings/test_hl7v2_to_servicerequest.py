@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from adapters.hl7v2._parser import parse_message
-from mappings.hl7v2_model import MappingError, merge_update
+from mappings.hl7v2_model import Hl7Message, MappingError, merge_update
 from mappings.hl7v2_to_servicerequest import OrderMapping, hl7v2_to_servicerequest
 from tests.unit.mappings.hl7v2_support import (
     ACCESSION_SYSTEMS,
@@ -81,6 +82,8 @@ def test_omi_o23_ipc(collect_for_validation: Any) -> None:
         "display": "Gehirnerschütterung",
     }
     assert sr["note"] == [{"text": "Sturz, Kopfschmerz"}]
+    # IPC-6 is the Protocol Code, not a station: no IPC names a station (IPC-7/8/9 empty)
+    assert "performer" not in sr and "locationCode" not in sr
     collect_for_validation("hl7v2/servicerequest/omi-o23", {**sr, "id": "sr1"})
 
 
@@ -190,3 +193,64 @@ def test_invalid_scheduled_time_is_102() -> None:
         hl7v2_to_servicerequest(msg, "Patient/p", ORDER_SYSTEMS, ACCESSION_SYSTEMS)
     assert err.value.code == 102 and err.value.location is not None
     assert (err.value.location.segment, err.value.location.field) == ("TQ1", 7)
+
+
+def omi(*ipcs: str) -> Hl7Message:
+    """An OMI^O23 (v2.5.1) with the given IPC segments."""
+    return parse_message(
+        (
+            "MSH|^~\\&|RIS|NORTHRAD|PIXELHUB|NORTHRAD|20240305101500+0100||OMI^O23^OMI_O23|1|P|"
+            "2.5.1\rPID|1||H-1^^^NORTHRAD^MR\rORC|NW|PO-1^KIS|FO-1^RIS||SC\r"
+            "OBR|1|PO-1^KIS|FO-1^RIS|X^Exam^L\r" + "".join(f"{ipc}\r" for ipc in ipcs)
+        ).encode()
+    )
+
+
+# IPC-5 modality, IPC-6 protocol, IPC-7 station name, IPC-8 location, IPC-9 AE title (§4.5.6)
+IPC_CT = "IPC|ACC-1^NR|RP-1|1.2.3|SPS-1|CT^^DCM||CT Scanner 1|ROOM-1^CT room 1^L|CT1"
+IPC_MR = "IPC|ACC-1^NR|RP-1|1.2.3|SPS-2|MR^^DCM||MR Scanner 1|ROOM-2^MR room^L|MR1"
+CT1 = {"type": "Device", "identifier": {"system": "urn:dicom:ae", "value": "CT1"}}
+
+
+def stations(*ipcs: str) -> dict[str, Any]:
+    [order] = hl7v2_to_servicerequest(omi(*ipcs), "Patient/p", ORDER_SYSTEMS, ACCESSION_SYSTEMS)
+    resource: dict[str, Any] = order.mapped.resource
+    ServiceRequest.model_validate({**resource, "id": "sr"})  # valid R4 (R4B shares it)
+    return resource
+
+
+def test_ipc_stations_and_locations_one_per_step(collect_for_validation: Any) -> None:
+    sr = stations(IPC_CT, IPC_MR)
+    assert sr["performer"] == [
+        {**CT1, "display": "CT Scanner 1"},
+        {
+            "type": "Device",
+            "identifier": {"system": "urn:dicom:ae", "value": "MR1"},
+            "display": "MR Scanner 1",
+        },
+    ]
+    assert [c["coding"][0]["code"] for c in sr["locationCode"]] == ["ROOM-1", "ROOM-2"]
+    assert sr["locationCode"][0]["text"] == "CT room 1"
+    collect_for_validation("hl7v2/servicerequest/omi-o23-stations", {**sr, "id": "sr4"})
+
+
+def test_ipc_stations_the_same_for_every_step_are_named_once() -> None:
+    sr = stations(IPC_CT, IPC_CT.replace("SPS-1", "SPS-2"))
+    assert sr["performer"] == [{**CT1, "display": "CT Scanner 1"}]
+    assert len(sr["locationCode"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("ipc", "performer"),
+    [
+        ("IPC|A^NR|R|1.2|S|CT^^DCM||||CT1", [CT1]),  # AE title only
+        ("IPC|A^NR|R|1.2|S|CT^^DCM|||| CT1 ", [CT1]),  # spaces not significant (AE)
+        ("IPC|A^NR|R|1.2|S|CT^^DCM||Room scanner", [{"type": "Device", "display": "Room scanner"}]),
+        ('IPC|A^NR|R|1.2|S|CT^^DCM||""||""', None),  # HL7 null: no station
+        ("IPC|A^NR|R|1.2|S|CT^^DCM|PROTO^Protocol", None),  # IPC-6 is no station
+    ],
+)
+def test_ipc_station_fields(ipc: str, performer: list[dict[str, Any]] | None) -> None:
+    sr = stations(ipc)
+    assert sr.get("performer") == performer
+    assert "locationCode" not in sr

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from adapters.hl7v2._parser import parse_message
 from mappings.hl7v2_to_patient import hl7v2_to_patient
 from mappings.hl7v2_to_servicerequest import hl7v2_to_servicerequest
 from mappings.servicerequest_to_worklist import (
@@ -43,6 +46,8 @@ def worklist(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def step(sps_id: str, modality: str, description: str, date: str, time: str) -> dict[str, str]:
     return {
         "ScheduledStationAETitle": "",
+        "ScheduledStationName": "",
+        "ScheduledProcedureStepLocation": "",
         "ScheduledProcedureStepStartDate": date,
         "ScheduledProcedureStepStartTime": time,
         "Modality": modality,
@@ -152,3 +157,87 @@ def test_issuer_of_system_inverts_identifier_system() -> None:
     assert issuer_of_system("urn:pixelhub:issuer:X", {}, "urn:oid:1.2") == "X"
     assert issuer_of_system(default, {}, default) == ""
     assert issuer_of_system("http://elsewhere", {}, default) == ""
+
+
+def omi_with_stations(*stations: tuple[str, str, str]) -> dict[str, Any]:
+    """The ServiceRequest of an OMI^O23 whose IPC segments name (AE title, station name,
+    location) of one step each."""
+    ipcs = "".join(
+        f"IPC|ACC-7^NR|RP-7|1.2.3|SPS-{n}|CT^^DCM||{name}|{location}^^L|{title}\r"
+        for n, (title, name, location) in enumerate(stations, 1)
+    )
+    msg = parse_message(
+        (
+            "MSH|^~\\&|RIS|NR|PIXELHUB|NR|20240305101500||OMI^O23^OMI_O23|1|P|2.5.1\r"
+            "PID|1||H-7^^^NR^MR\rORC|NW|PO-7^KIS||||||||20240305101500\r"
+            "OBR|1|PO-7^KIS||X^Exam^L\r" + ipcs
+        ).encode()
+    )
+    [order] = hl7v2_to_servicerequest(msg, "Patient/p", ORDER_SYSTEMS, ACCESSION_SYSTEMS)
+    resource: dict[str, Any] = order.mapped.resource
+    return resource
+
+
+def stations_of(order: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    return [
+        (
+            s["ScheduledProcedureStepID"],
+            s["ScheduledStationAETitle"],
+            s["ScheduledStationName"],
+            s["ScheduledProcedureStepLocation"],
+        )
+        for item in servicerequest_to_worklist(order, None)
+        for s in item["ScheduledProcedureStepSequence"]
+    ]
+
+
+def test_each_step_gets_the_station_its_ipc_names() -> None:
+    order = omi_with_stations(("CT1", "CT Scanner 1", "ROOM-1"), ("MR1", "MR Scanner", "ROOM-2"))
+    assert stations_of(order) == [
+        ("SPS-1", "CT1", "CT Scanner 1", "ROOM-1"),
+        ("SPS-2", "MR1", "MR Scanner", "ROOM-2"),
+    ]
+
+
+def test_one_station_is_every_steps_station() -> None:
+    order = omi_with_stations(("CT1", "CT Scanner 1", "ROOM-1"), ("CT1", "CT Scanner 1", "ROOM-1"))
+    assert stations_of(order) == [
+        ("SPS-1", "CT1", "CT Scanner 1", "ROOM-1"),
+        ("SPS-2", "CT1", "CT Scanner 1", "ROOM-1"),
+    ]
+
+
+def test_stations_that_cannot_be_told_apart_name_none() -> None:
+    # three steps, two of them on one station: as many stations as steps, each its own
+    order = omi_with_stations(("CT1", "", ""), ("MR1", "", ""), ("CT1", "", ""))
+    assert [s[1] for s in stations_of(order)] == ["CT1", "MR1", "CT1"]
+    # two stations for three steps (one IPC names none): which is whose is unknown
+    order = omi_with_stations(("CT1", "", ""), ("MR1", "", ""), ("", "", ""))
+    assert [s[1] for s in stations_of(order)] == ["", "", ""]
+
+
+@pytest.mark.parametrize(
+    ("performer", "expected"),
+    [
+        ({"type": "Device", "identifier": {"system": "urn:dicom:ae", "value": "CT1"}}, "CT1"),
+        ({"type": "Device", "identifier": {"system": "urn:dicom:ae", "value": "A" * 17}}, ""),
+        ({"type": "Device", "identifier": {"system": "urn:dicom:ae", "value": "C\\T"}}, ""),
+        ({"type": "Device", "identifier": {"system": "urn:other", "value": "CT1"}}, ""),
+        ({"type": "Practitioner", "identifier": {"system": "urn:dicom:ae", "value": "CT1"}}, ""),
+    ],
+)
+def test_only_a_valid_ae_title_of_a_device_is_the_station(
+    performer: dict[str, Any], expected: str
+) -> None:
+    order = {
+        "resourceType": "ServiceRequest",
+        "status": "active",
+        "intent": "order",
+        "identifier": [{"type": {"text": "Scheduled Procedure Step ID"}, "value": "S1"}],
+        "performer": [performer],
+        "locationCode": [{"text": "Radiology, 2nd floor, room 12"}],
+    }
+    [item] = servicerequest_to_worklist(order, None)
+    (sps,) = item["ScheduledProcedureStepSequence"]
+    assert sps["ScheduledStationAETitle"] == expected
+    assert sps["ScheduledProcedureStepLocation"] == "Radiology, 2nd f"  # SH: 16 characters
