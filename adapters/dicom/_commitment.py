@@ -309,23 +309,15 @@ class StorageCommitment:
             raise CommitmentError(INVALID_ARGUMENT, f"Cannot decode: {exc}") from None
         return CommitmentRequest(transaction, references, calling, address)
 
-    def accept(
-        self,
-        action_type: int | None,
-        instance_uid: str,
-        info: Dataset,
-        calling: str,
-        address: str | None,
-    ) -> CommitmentRequest:
-        """``check`` the N-ACTION, then record it as pending before it may be answered with
-        success; ``CommitmentError`` 0x0213 (no space) or 0x0110 when it cannot be recorded."""
-        request = self.check(action_type, instance_uid, info, calling, address)
+    def accept(self, request: CommitmentRequest) -> CommitmentRequest:
+        """Record a ``check``-ed request as pending, before it may be answered with success;
+        ``CommitmentError`` 0x0213 (no space) or 0x0110 when it cannot be recorded."""
         try:
             self.pending.save(request)
         except OSError as exc:
             log.error(
                 "storage commitment %s from %s cannot be recorded in %s: %s",
-                request.transaction_uid, calling, self.pending.directory, exc,
+                request.transaction_uid, request.calling, self.pending.directory, exc,
             )  # fmt: skip
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
             raise CommitmentError(

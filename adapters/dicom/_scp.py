@@ -307,6 +307,24 @@ IDLE_WAIT = 0.05  # longest a reactor waits without news (timers are checked thi
 _WAKE = (None, None)  # put on the DIMSE message queue: "look at the association state"
 
 
+def drop_late_pdata(dul: DULServiceProvider) -> None:
+    """Make ``dul`` drop a P-DATA asked for (Evt9) once its association is released or aborted
+    (PS3.8 9.2: not allowed in Sta1, Sta7 or Sta13): a report or response that lost the race
+    with the peer's leaving. pynetdicom raises ``InvalidEventError`` in the DUL thread instead;
+    here the sender sees no answer and goes its own way."""
+    machine = dul.state_machine
+    act = machine.do_action
+
+    def do_action(event: str) -> None:
+        if event == "Evt9" and (event, machine.current_state) not in TRANSITION_TABLE:
+            peer = StorageScp._peer(dul.assoc)
+            log.info("DICOM message to %s dropped: association closing", peer)
+            return
+        act(event)
+
+    setattr(machine, "do_action", do_action)  # noqa: B010 (instance override)
+
+
 class _PatientDul(DULServiceProvider):
     """pynetdicom's DUL reactor sleeps ``_run_loop_delay`` (1 ms) whenever a turn found nothing
     to do: a thousand wake-ups a second per idle association (~5% of a core) and up to a
@@ -343,20 +361,7 @@ class _PatientDul(DULServiceProvider):
 
         setattr(to_provider, "put", provider_put)  # noqa: B010 (instance override)
         setattr(to_user, "put", user_put)  # noqa: B010
-        machine = self.state_machine
-        act = machine.do_action
-
-        def do_action(event: str) -> None:
-            # P-DATA asked for (Evt9) on an association already released or aborted: a report
-            # or response that lost the race with the peer's leaving (PS3.8 9.2: not allowed in
-            # Sta13 or Sta1). Dropped: the sender sees no answer and goes on its own way.
-            if event == "Evt9" and (event, machine.current_state) not in TRANSITION_TABLE:
-                peer = StorageScp._peer(self.assoc)
-                log.info("DICOM message to %s dropped: association closing", peer)
-                return
-            act(event)
-
-        setattr(machine, "do_action", do_action)  # noqa: B010 (instance override)
+        drop_late_pdata(self)
         try:
             super().run()
         finally:
@@ -1059,10 +1064,12 @@ class StorageScp:
             except Exception as exc:
                 raise CommitmentError(INVALID_ARGUMENT, f"Cannot decode: {exc}") from None
             checked = self.commitment.accept(
-                request.ActionTypeID,
-                str(request.RequestedSOPInstanceUID or ""),
-                info,
-                *self._calling(event.assoc),
+                self.commitment.check(
+                    request.ActionTypeID,
+                    str(request.RequestedSOPInstanceUID or ""),
+                    info,
+                    *self._calling(event.assoc),
+                )
             )
         except Exception as exc:
             return self._n_refused("N-ACTION", event, exc), None

@@ -109,7 +109,9 @@ def scp(directory: Path) -> StorageCommitment:
 
 def test_accept_records_before_it_answers(tmp_path: Path) -> None:
     commitment = scp(tmp_path)
-    accepted = commitment.accept(1, STORAGE_COMMITMENT_INSTANCE, action(), "MOD", None)
+    accepted = commitment.accept(
+        commitment.check(1, STORAGE_COMMITMENT_INSTANCE, action(), "MOD", None)
+    )
     assert (tmp_path / f"{accepted.key}.json").is_file()
 
 
@@ -127,5 +129,5 @@ def test_accept_refuses_what_it_cannot_record(
 
     monkeypatch.setattr(commitment.pending, "save", fail)
     with pytest.raises(CommitmentError) as refused:
-        commitment.accept(1, STORAGE_COMMITMENT_INSTANCE, action(), "MOD", None)
+        commitment.accept(commitment.check(1, STORAGE_COMMITMENT_INSTANCE, action(), "MOD", None))
     assert refused.value.status == status
