@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import logging
 import os
 import re
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +106,18 @@ def parse_line(line: bytes) -> JournalRecord | Checkpoint:
     return JournalRecord(raw["seq"], str(raw.get("prev")), str(raw.get("hash")), event)
 
 
+def _line_seq(line: bytes) -> int | None:
+    """The ``seq`` a line starts with (every line is written ``{"seq":N,...``), read without
+    parsing the line; ``None`` if it does not start so."""
+    if not line.startswith(b'{"seq":'):
+        return None
+    end = line.find(b",", 7)
+    try:
+        return int(line[7:end])
+    except ValueError:
+        return None
+
+
 def read_anchor(directory: Path) -> Checkpoint | None:
     """The signed head of the pruned part of the chain, if anything was pruned."""
     path = directory / ANCHOR_FILE
@@ -166,7 +180,8 @@ def last_record(path: Path) -> JournalRecord | None:
 
 
 class JournalTail:
-    """Reads a journal's records in order as they are appended, remembering its position."""
+    """Reads a journal's records in order as they are appended, remembering its position. Lines
+    at or before the position are passed over by their ``seq`` prefix, unparsed."""
 
     def __init__(self, directory: Path, after_seq: int) -> None:
         self.directory = directory
@@ -185,6 +200,11 @@ class JournalTail:
         self._path, self._offset = chosen, 0
         return True
 
+    def skip_to(self, seq: int) -> None:
+        """Go on after record ``seq``, got elsewhere (``AuditJournal.recent``); the lines up to
+        it are passed over on the next ``read``."""
+        self.seq = max(self.seq, seq)
+
     def read(self, limit: int) -> list[JournalRecord]:
         """Up to ``limit`` records after the last one read."""
         records: list[JournalRecord] = []
@@ -198,6 +218,9 @@ class JournalTail:
                     if not line.endswith(b"\n"):
                         break
                     self._offset += len(line)
+                    seq = _line_seq(line)
+                    if seq is not None and seq <= self.seq:
+                        continue
                     item = parse_line(line)
                     if isinstance(item, JournalRecord) and item.seq > self.seq:
                         records.append(item)
@@ -210,7 +233,9 @@ class JournalTail:
 
 
 class AuditJournal:
-    """The writer of one node's journal (one process; appends are serialised by a lock)."""
+    """The writer of one node's journal (one process; appends are serialised by a lock). It
+    keeps its last ``keep_recent`` records in memory (``recent``), so an indexer in the same
+    process need not read back and parse what was just written."""
 
     def __init__(
         self,
@@ -221,6 +246,7 @@ class AuditJournal:
         sync_interval: float = 0.2,
         checkpoint_every: int = 1000,
         segment_events: int = 100_000,
+        keep_recent: int = 1000,
     ) -> None:
         self.directory = directory
         self.signer = signer
@@ -232,6 +258,7 @@ class AuditJournal:
         self._sync_lock = threading.Lock()
         self._written = threading.Condition(self._lock)
         self._closed = threading.Event()
+        self._recent: deque[JournalRecord] = deque(maxlen=keep_recent)
         directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(directory / ".writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:  # one writer per journal: a second one would fork the chain
@@ -309,12 +336,22 @@ class AuditJournal:
             )
             os.write(self._fd, line + b"\n")
             self._seq, self._hash = seq, record.hash
+            self._recent.append(record)
             self._since_checkpoint += 1
             if self.signer is not None and self._since_checkpoint >= self.checkpoint_every:
                 self._write_checkpoint()
         if self.sync == "always":
             self._sync_through(seq)
         return record
+
+    def recent(self, after_seq: int, limit: int) -> list[JournalRecord]:
+        """Up to ``limit`` records following ``after_seq`` from memory, as written; empty when
+        memory no longer (or not yet) holds the one right after ``after_seq``."""
+        with self._lock:
+            if not self._recent or not self._recent[0].seq <= after_seq + 1 <= self._seq:
+                return []
+            start = after_seq + 1 - self._recent[0].seq
+            return list(itertools.islice(self._recent, start, start + limit))
 
     def _rotate(self, first_seq: int) -> None:
         os.fsync(self._fd)

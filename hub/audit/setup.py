@@ -53,16 +53,16 @@ def open_trail(
     sync_interval: float = 0.2,
     checkpoint_every: int = 1000,
 ) -> AuditTrail:
-    journal = (
-        AuditJournal(
-            directory,
-            signer=KeyStoreSigner(keys),
-            sync=sync,
-            sync_interval=sync_interval,
-            checkpoint_every=checkpoint_every,
-        )
-        if enabled
-        else None
+    if not enabled:
+        return AuditTrail(None, node_source(base_url))
+    signer = KeyStoreSigner(keys)
+    signer.prepare()
+    journal = AuditJournal(
+        directory,
+        signer=signer,
+        sync=sync,
+        sync_interval=sync_interval,
+        checkpoint_every=checkpoint_every,
     )
     return AuditTrail(journal, node_source(base_url))
 

@@ -21,6 +21,11 @@ class KeyStoreSigner:
     def __init__(self, keys: KeyStore) -> None:
         self.keys = keys
 
+    def prepare(self) -> None:
+        """Load the key now, generating it in a new data directory (RSA key generation takes
+        a second or so), rather than at the first checkpoint, inside the request it falls in."""
+        self.keys.signing_key("RS384")
+
     def sign(self, payload: dict[str, Any]) -> str:
         key = self.keys.signing_key("RS384")
         return jwt.encode(

@@ -9,6 +9,7 @@ the journal before the caller answers; the ``AuditIndexer`` writes the journal's
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -55,6 +56,36 @@ log = logging.getLogger("pixelhub.audit")
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _EventIds:
+    """Random (version 4) UUIDs for event ids, cut from ``os.urandom`` bytes fetched 256 ids at a
+    time. ``uuid.uuid4`` reads the random source once per id, releasing the GIL around the read,
+    and winning it back from the other threads (the indexer's) made each event wait longer than
+    building it took."""
+
+    _BATCH = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)  # a child draws its own ids
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._pool, self._at = b"", 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._at >= len(self._pool):
+                self._pool, self._at = os.urandom(16 * self._BATCH), 0
+            raw = self._pool[self._at : self._at + 16]
+            self._at += 16
+        return str(uuid.UUID(bytes=raw, version=4))
+
+
+new_event_id = _EventIds()
 
 
 def outcome_of_status(status: int) -> Outcome:
@@ -105,7 +136,7 @@ class AuditTrail:
         if self.journal is None:
             return None
         event = interaction_to_auditevent(
-            event_id=str(uuid.uuid4()),
+            event_id=new_event_id(),
             recorded=self.clock(),
             source=self.source,
             actor=actor,
@@ -286,7 +317,8 @@ class AuditIndexer:
 
     It indexes every ``poll_seconds`` rather than per event, so one transaction carries many
     events (a busy hub is not slowed by a commit per request); events are searchable after at
-    most about that delay.
+    most about that delay. Events this process has just journaled are taken from the journal's
+    memory (``AuditJournal.recent``), others read back from its files.
 
     ``store(events, seq)`` writes a batch and saves ``seq`` as the position in one transaction
     (``hub.audit.setup.store_events``), so an event is indexed exactly once. With
@@ -329,7 +361,11 @@ class AuditIndexer:
         if self._tail is None:
             self._tail = JournalTail(self.directory, self._position())
         before = self._tail.seq
-        records = self._tail.read(self.batch_size)
+        records = self.journal.recent(before, self.batch_size) if self.journal else []
+        if records:  # written by this process just now: no need to read them back
+            self._tail.skip_to(records[-1].seq)
+        else:
+            records = self._tail.read(self.batch_size)
         if not records:
             return 0
         try:

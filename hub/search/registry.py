@@ -52,6 +52,31 @@ TEXT_PARAMS: frozenset[str] = frozenset({"_content", "_text"})
 # and report text live; not on the types the channels write per message (Patient, Encounter,
 # ServiceRequest: words cost HL7 ingest ~13% per message, measured) nor on AuditEvent/Provenance.
 FULLTEXT_TYPES: tuple[str, ...] = ("ImagingStudy", "DiagnosticReport", "DocumentReference", "Media")
+# Types served with only some of their official parameters. AuditEvent: one is written per
+# interaction (issue 7), and each parameter costs its indexer a row per value, so it serves the
+# searches auditors make (issue 7's list, after IHE BALP) and withholds the rest (``altid``,
+# ``agent-role``, ``entity-name``, ``entity-role``, ``entity-type``, ``policy``, ``site``).
+SERVED_PARAMS: dict[str, frozenset[str]] = {
+    "AuditEvent": frozenset(
+        {
+            "date",
+            "agent",
+            "agent-name",
+            "entity",
+            "patient",
+            "action",
+            "outcome",
+            "type",
+            "subtype",
+            "source",
+            "address",
+            "_tag",
+            "_profile",
+            "_security",
+            "_source",
+        }
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -93,6 +118,8 @@ class SearchParameterRegistry:
         for d in definitions:
             if d.base in self._by_type:
                 self._by_type[d.base][d.code] = d
+        for t, codes in SERVED_PARAMS.items():
+            self._by_type[t] = {c: d for c, d in self._by_type[t].items() if c in codes}
 
     def get(self, resource_type: str, code: str) -> SearchParameterDef | None:
         return self._by_type.get(resource_type, {}).get(code)

@@ -150,6 +150,23 @@ def run_cli(*args: str) -> Any:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+def test_audit_events_are_searched_by_the_parameters_issue_7_lists_and_no_others(
+    client: TestClient,
+) -> None:
+    """Each served parameter costs the indexer rows per event: the statement offers the
+    auditors' searches (and the common ``_*`` ones), and a withheld parameter is refused."""
+    statement = client.get("/fhir/metadata").json()
+    (audit,) = [r for r in statement["rest"][0]["resource"] if r["type"] == "AuditEvent"]
+    assert {p["name"] for p in audit["searchParam"]} == {
+        *("_id", "_lastUpdated", "_tag", "_profile", "_security", "_source"),
+        *("date", "agent", "agent-name", "entity", "patient", "action", "outcome", "type"),
+        *("subtype", "source", "address"),
+    }
+    for withheld in ("site=x", "altid=x", "entity-type=2", "entity-role=24", "policy=x"):
+        r = client.get(f"/fhir/AuditEvent?{withheld}", headers={"Prefer": "handling=strict"})
+        assert r.status_code == 400, withheld
+
+
 def test_audit_verify_finds_tampering_in_the_journal_and_the_index(tmp_path: Path) -> None:
     from tests.e2e.support import make_hub
 

@@ -118,6 +118,52 @@ def test_segments_rotate_and_the_tail_reads_across_them(
     assert verify_journal(tmp_path, signer).ok
 
 
+def test_the_journal_hands_its_latest_records_on_from_memory(
+    tmp_path: Path, signer: KeyStoreSigner
+) -> None:
+    journal = AuditJournal(tmp_path, signer=signer, keep_recent=4, checkpoint_every=3)
+    trail = AuditTrail(journal, SOURCE)
+    assert journal.recent(0, 10) == []
+    events = [trail.rest(ALICE, "read", status=200) for _ in range(6)]
+    assert [r.seq for r in journal.recent(2, 10)] == [3, 4, 5, 6]
+    assert [r.event for r in journal.recent(3, 2)] == events[3:5]  # as written, in order
+    assert journal.recent(1, 10) == []  # record 2 is no longer held: the files have it
+    assert journal.recent(6, 10) == []  # nothing after the head yet
+    tail = JournalTail(tmp_path, 0)
+    assert [r.seq for r in tail.read(2)] == [1, 2]
+    tail.skip_to(4)  # 3 and 4 were taken from memory; checkpoints sit between the lines
+    assert [r.seq for r in tail.read(10)] == [5, 6]
+    trail.close()
+
+
+def test_the_indexer_stores_each_event_once_from_memory_or_the_files(
+    tmp_path: Path, signer: KeyStoreSigner
+) -> None:
+    from hub.audit import AuditIndexer
+
+    journal = AuditJournal(tmp_path, signer=signer, keep_recent=5, checkpoint_every=4)
+    trail = AuditTrail(journal, SOURCE)
+    stored: list[str] = []
+    position = [0]
+
+    def store(events: list[dict[str, object]], seq: int) -> None:
+        stored.extend(str(e["id"]) for e in events)
+        position[0] = seq
+
+    indexer = AuditIndexer(tmp_path, lambda: position[0], store, batch_size=3, journal=journal)
+    written: list[str] = []
+    for burst in (2, 9, 1, 4, 12):  # more than memory holds at times: read back from the files
+        written += [str(trail.rest(ALICE, "read", status=200)["id"]) for _ in range(burst)]  # type: ignore[index]
+        indexer.run_once()
+    indexer.catch_up()
+    assert stored == written
+    restarted = AuditIndexer(tmp_path, lambda: 20, store, batch_size=3)  # files only
+    stored.clear()
+    restarted.catch_up()
+    assert stored == written[20:]
+    trail.close()
+
+
 def test_pruning_keeps_the_rest_verifiable_from_a_signed_anchor(
     tmp_path: Path, signer: KeyStoreSigner
 ) -> None:
