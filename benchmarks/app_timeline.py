@@ -37,6 +37,7 @@ from playwright.sync_api import Page, sync_playwright
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from hub.http.app_routes import APP_SCOPES  # noqa: E402
+from tests.app.support import sign_in  # noqa: E402
 from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 
 TOKEN = "bench-token"
@@ -277,14 +278,9 @@ def seed(url: str, items: int) -> str:
     return str(pid)
 
 
-def sign_in(page: Page, url: str) -> None:
+def first_sign_in(page: Page, url: str) -> None:
     page.goto(f"{url}/app/")
-    page.get_by_label("User name").fill(USER)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_label("Timeline Bench (born 1970-01-01)").check()
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_role("button", name="Allow").click()
+    sign_in(page, "Timeline Bench (born 1970-01-01)", user=USER, password=PASSWORD)
     page.wait_for_selector("html[data-timeline-painted]", timeout=60000)
 
 
@@ -326,7 +322,7 @@ def main() -> None:
                     executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS
                 )
                 page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-                sign_in(page, url)
+                first_sign_in(page, url)
                 first_paint(page, url)  # warm-up
                 warm: list[float] = []
                 shown = 0

@@ -21,6 +21,7 @@ from typing import IO, Any
 import httpx
 import numpy as np
 from PIL import Image
+from playwright.sync_api import Page, expect
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
@@ -312,3 +313,20 @@ def load_data(hub: AppHub) -> None:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+def sign_in(
+    page: Page, pick: str | None = None, *, user: str = USER, password: str = PASSWORD
+) -> None:
+    """PixelHub's own sign-in page, its patient picker (choosing ``pick``) and its consent page,
+    as a user goes through them (SMART App Launch, authorization code with PKCE)."""
+    expect(page).to_have_title("Sign in - PixelHub")
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    if pick is not None:
+        expect(page.get_by_role("heading")).to_have_text("Choose a patient")
+        page.get_by_label(pick).check()
+        page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("heading")).to_have_text("Allow access?")
+    page.get_by_role("button", name="Allow").click()

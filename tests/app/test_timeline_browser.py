@@ -18,24 +18,10 @@ import pytest
 from playwright.sync_api import Locator, Page, Request, expect
 
 from hub.demo import DEMO_PASSWORD, DEMO_USER
-from tests.app.support import PASSWORD, USER, AppHub, artifacts, cli, free_port
+from tests.app.support import AppHub, artifacts, cli, free_port, sign_in
 from tests.integration.dicom.conftest import stop_process
 
 PAINTED = "html[data-timeline-painted]"
-
-
-def sign_in(page: Page, pick: str | None = None) -> None:
-    """PixelHub's own sign-in (and patient picker) and consent pages."""
-    expect(page).to_have_title("Sign in - PixelHub")
-    page.get_by_label("User name").fill(USER)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    if pick is not None:
-        expect(page.get_by_role("heading")).to_have_text("Choose a patient")
-        page.get_by_label(pick).check()
-        page.get_by_role("button", name="Continue").click()
-    expect(page.get_by_role("heading")).to_have_text("Allow access?")
-    page.get_by_role("button", name="Allow").click()
 
 
 def ehr_launch(page: Page, hub: AppHub, patient: str, **context: object) -> None:
@@ -450,13 +436,7 @@ def test_demo_mode_registers_the_app_so_it_just_works(
             time.sleep(0.05)
         url = f"http://127.0.0.1:{json.loads(ports.read_text())['http']}"
         page.goto(f"{url}/app/")
-        expect(page).to_have_title("Sign in - PixelHub")
-        page.get_by_label("User name").fill(DEMO_USER)
-        page.get_by_label("Password").fill(DEMO_PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.get_by_label("Maria Garcia (born 1968-04-12)").check()
-        page.get_by_role("button", name="Continue").click()
-        page.get_by_role("button", name="Allow").click()
+        sign_in(page, "Maria Garcia (born 1968-04-12)", user=DEMO_USER, password=DEMO_PASSWORD)
         page.wait_for_selector(PAINTED)
         shown = titles(page)
         assert "CT chest with contrast" in shown and "Breast core biopsy whole-slide" in shown

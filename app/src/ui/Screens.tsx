@@ -44,14 +44,19 @@ export function ErrorScreen({ error }: { error: AppError }) {
           ))}
         </ul>
       )}
-      {error.kind !== "config" && (
-        <p>
-          <button type="button" class="primary" onClick={restart}>
-            Sign in again
-          </button>
-        </p>
-      )}
+      {error.kind !== "config" && <SignInAgain />}
     </main>
+  );
+}
+
+/** Starts the SMART launch over (a new sign-in at PixelHub). */
+function SignInAgain() {
+  return (
+    <p>
+      <button type="button" class="primary" onClick={restart}>
+        Sign in again
+      </button>
+    </p>
   );
 }
 
@@ -79,11 +84,7 @@ export function PermissionScreen({ missing }: { missing: string[] }) {
         Ask your PixelHub administrator to allow these scopes for the app (its client registration), then
         sign in again.
       </p>
-      <p>
-        <button type="button" class="primary" onClick={restart}>
-          Sign in again
-        </button>
-      </p>
+      <SignInAgain />
     </main>
   );
 }
