@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # the seconds a C-STORE sub-operation may go unanswered before it is aborted and retried once.
     dicom_max_retrieve_instances: int = Field(10000, ge=1, le=65535)
     dicom_suboperation_timeout: float = Field(5.0, gt=0)
+    # C-MOVE / C-GET pending responses (optional, PS3.4 C.4.2.3.1): after the first
+    # sub-operation, then at most one per this many seconds (0 = after every sub-operation).
+    dicom_pending_interval: float = Field(0.1, ge=0)
     # DICOMweb STOW-RS (PS3.18 10.5): largest request body, streamed to disk as it arrives
     dicom_web_max_store_bytes: int = Field(2 * 1024**3, ge=1024)
 

@@ -79,6 +79,7 @@ class DicomChannel:
             max_find_results=settings.dicom_max_find_results,
             max_retrieve_instances=settings.dicom_max_retrieve_instances,
             suboperation_timeout=settings.dicom_suboperation_timeout,
+            pending_interval=settings.dicom_pending_interval,
             destinations=destinations,
             worklist=Worklist(
                 context.service,

@@ -39,6 +39,7 @@ status for a truncated result, and a success would claim the list complete.
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -410,34 +411,35 @@ def _dictionary_vr(tag: BaseTag) -> str:
         return "UN"
 
 
+def _value(request: FindRequest, element: DataElement, match: InstanceMatch) -> Any:
+    """The answer's value of one request key: the match's value(s) when the key is supported
+    at the query level, else ``None`` (returned empty)."""
+    key = KEYS.get(element.keyword)
+    if key is None or RANK[key.level] > RANK[request.level]:
+        return None
+    if key.only_at_level and key.level != request.level:
+        return None
+    found = key.value(match)
+    if isinstance(found, tuple):
+        return list(found) if found else None
+    if not found:
+        return None
+    return int(found) if element.VR in _INTEGER_VRS else found
+
+
 def response(request: FindRequest, match: InstanceMatch, retrieve_aet: str) -> Dataset:
     """The pending response's identifier: the request's keys with this match's values (empty
     when not supported at this level), the level, the character set and our AE title."""
     answer = Dataset()
     answer.QueryRetrieveLevel = request.level
     answer.RetrieveAETitle = retrieve_aet
-    rank = RANK[request.level]
     utf8 = False
     for element in request.returned:
-        keyword = element.keyword
-        key = KEYS.get(keyword)
         vr = element.VR
         if vr == "SQ":
             answer.add_new(element.tag, "SQ", DicomSequence())
             continue
-        value: Any = None
-        if (
-            key is not None
-            and RANK[key.level] <= rank
-            and (not key.only_at_level or key.level == request.level)
-        ):
-            found = key.value(match)
-            if isinstance(found, tuple):
-                value = list(found) if found else None
-            else:
-                value = found or None
-        if value is not None and vr in ("US", "UL", "SS", "SL"):
-            value = int(value)
+        value = _value(request, element, match)
         if value is not None and _needs_utf8(value):
             utf8 = True
         vr_used = vr if vr not in ("UN", "") else _dictionary_vr(element.tag)
@@ -445,3 +447,62 @@ def response(request: FindRequest, match: InstanceMatch, retrieve_aet: str) -> D
         answer.add(DataElement(element.tag, vr_used, value, validation_mode=config.IGNORE))
     answer.SpecificCharacterSet = "ISO_IR 192" if utf8 else "ISO_IR 100"
     return answer
+
+
+# Encoding of a response identifier without a pydicom Dataset (PS3.5 7.1.2, 7.1.3): VRs whose
+# explicit-VR header has a 4-byte length, binary integers, and the text VRs padded with NUL.
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT"})
+_INTEGER_VRS = {"US": "<H", "UL": "<I", "SS": "<h", "SL": "<l"}
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_QUERY_RETRIEVE_LEVEL = 0x00080052
+_RETRIEVE_AE_TITLE = 0x00080054
+
+
+def _header(tag: int, vr: str, length: int, implicit: bool) -> bytes:
+    if implicit:
+        return struct.pack("<HHI", tag >> 16, tag & 0xFFFF, length)
+    if vr in _LONG_VRS:
+        return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, length)
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length)
+
+
+def _value_bytes(vr: str, value: Any, codec: str) -> bytes:
+    if value is None:
+        return b""
+    if vr in _INTEGER_VRS:
+        return struct.pack(_INTEGER_VRS[vr], value)
+    text = "\\".join(value) if isinstance(value, list) else str(value)
+    data = text.encode(codec, "replace")
+    if len(data) % 2:
+        data += b"\x00" if vr == "UI" else b" "
+    return data
+
+
+def encode_response(
+    request: FindRequest, match: InstanceMatch, retrieve_aet: str, *, implicit: bool
+) -> bytes:
+    """:func:`response`, encoded in Little Endian (PS3.5 A.1, A.2) straight from the match's
+    values: the same bytes as pydicom writes for that data set, without building one (a
+    Dataset and its encoding cost ~0.3 ms per match, most of a C-FIND's time on the SCP)."""
+    rows: list[tuple[int, str, Any]] = [
+        (_QUERY_RETRIEVE_LEVEL, "CS", request.level),
+        (_RETRIEVE_AE_TITLE, "AE", retrieve_aet),
+    ]
+    utf8 = False
+    for element in request.returned:
+        vr = element.VR
+        if vr in ("UN", ""):
+            vr = _dictionary_vr(element.tag)
+        value = None if vr == "SQ" else _value(request, element, match)
+        if value is not None and _needs_utf8(value):
+            utf8 = True
+        rows.append((int(element.tag), vr, value))
+    rows.append((_SPECIFIC_CHARACTER_SET, "CS", "ISO_IR 192" if utf8 else "ISO_IR 100"))
+    rows.sort(key=lambda row: row[0])
+    codec = "utf-8" if utf8 else "latin-1"
+    out = []
+    for tag, vr, value in rows:
+        data = _value_bytes(vr, value, codec)
+        out.append(_header(tag, vr, len(data), implicit))
+        out.append(data)
+    return b"".join(out)

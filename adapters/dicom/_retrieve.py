@@ -9,8 +9,9 @@ C-FIND parser (``adapters.dicom._find.parse_identifier``), then: no level, a lev
 no unique key of the level, a key with a value that is not a unique key at or above the level, a
 wildcard -> 0xA900; undecodable bytes or a malformed UID -> 0xC000.
 
-Statuses (PS3.4 Tables C.4-2 and C.4-3): ``0xFF00`` pending after each C-STORE sub-operation with
-the Number of Remaining / Completed / Failed / Warning Sub-operations; ``0x0000`` all completed;
+Statuses (PS3.4 Tables C.4-2 and C.4-3): ``0xFF00`` pending after the first C-STORE sub-operation,
+then at most one per ``pending_interval`` s, with the Number of Remaining / Completed / Failed /
+Warning Sub-operations; ``0x0000`` all completed;
 ``0xB000`` some failed or warned, with the Failed SOP Instance UID List (0008,0058); ``0xA702``
 (Refused: Out of Resources - unable to perform sub-operations) when none could be performed (the
 destination refused or is unreachable, every sub-operation failed) or more than ``max_instances``
@@ -124,6 +125,7 @@ NO_RESPONSE = 0xFFFF  # our mark (never sent): the association ended before the 
 MAX_CONTEXTS = 128  # presentation context IDs are the odd numbers 1-255 (PS3.8 9.3.2.2)
 MAX_UID_LIST = 65534  # an Explicit VR UI value has a 16-bit length (PS3.5 7.1.2)
 SENDER_POLL = 0.0002  # s between the idle turns of a sending association's DUL (pynetdicom: 1 ms)
+SENDER_IDLE = 0.02  # s a sending association's threads rest while the sending thread has the socket
 MAX_QUEUED = 8  # PDUs of an instance waiting for the connection before we read more of it
 WRITE_CHUNK = 1 << 20  # bytes of an instance read and written to a plain socket at a time
 
@@ -494,10 +496,15 @@ class _SenderDimse(DIMSEServiceProvider):
     """The DIMSE provider of our sending associations: their reactor polls ``get_msg(False)``
     for requests to serve and, between a sender's request and its wait, can take the response
     instead (pynetdicom 3.0's sender race). We serve nothing on them: only the blocking wait of
-    :func:`_response` takes messages."""
+    :func:`_response` takes messages. The reactor's poll rests ``SENDER_IDLE`` s (pynetdicom
+    turns every millisecond, each turn taking the GIL from the sending thread); it still sees
+    a release or abort of the peer, and the network timeout, at that pace."""
 
     def get_msg(self, block: bool = False) -> Any:
-        return super().get_msg(block) if block else (None, None)
+        if block:
+            return super().get_msg(block)
+        time.sleep(SENDER_IDLE)
+        return None, None
 
 
 class _SenderDul(DULServiceProvider):
@@ -505,8 +512,23 @@ class _SenderDul(DULServiceProvider):
     sending thread, which reads each C-STORE-RSP itself (:func:`_read_response`: no hop through
     the DUL thread, the DIMSE decoder and a queue for each sub-operation)."""
 
-    user_reads = False
+    _user_reads = False
     _released: threading.Event | None = None
+    _handed_back: threading.Event | None = None
+
+    @property
+    def user_reads(self) -> bool:
+        return self._user_reads
+
+    @user_reads.setter
+    def user_reads(self, value: bool) -> None:
+        if self._handed_back is None:
+            self._handed_back = threading.Event()
+        if value:
+            self._handed_back.clear()
+        self._user_reads = value
+        if not value:
+            self._handed_back.set()  # wake the reactor: it reads (and sends) again
 
     def leave_socket(self, timeout: float) -> bool:
         """Stop reading, and return once a turn of the reactor has seen it (so no read of its
@@ -516,9 +538,13 @@ class _SenderDul(DULServiceProvider):
         return self._released.wait(timeout)
 
     def _is_transport_event(self) -> bool:
+        """While the sending thread reads, the reactor rests until the socket is handed back
+        (at most ``SENDER_IDLE`` s a turn): nothing is queued for it to send meanwhile."""
         if self.user_reads:
             if self._released is not None:
                 self._released.set()
+            if self._handed_back is not None:
+                self._handed_back.wait(SENDER_IDLE)
             return False
         return super()._is_transport_event()
 
@@ -614,7 +640,7 @@ class _Answer:
         send_pdvs(self.assoc, self.context_id, pieces, self.timeout)
 
     def _pending(self, tally: Tally) -> None:
-        """A pending response, its Command Set encoded here in one step (one is sent per
+        """A pending response, its Command Set encoded here in one step (one may be sent per
         sub-operation; pynetdicom's encoding of it costs more than the sub-operation's own)."""
         request = self.request
         command = _command(
@@ -749,6 +775,7 @@ class Retrieve:
         timeout: float = 5.0,
         acse_timeout: float = 30.0,
         audit: AssociationAudit | None = None,
+        pending_interval: float = 0.1,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -758,6 +785,7 @@ class Retrieve:
         self.timeout = timeout
         self.acse_timeout = acse_timeout
         self.audit = audit
+        self.pending_interval = pending_interval
 
     def serve(
         self,
@@ -815,9 +843,12 @@ class Retrieve:
         instances: Iterable[Instance],
         send: Callable[[Instance, int], int | None],
     ) -> None:
-        """The sub-operation loop: a pending response after each but the last, then the final
-        one; C-CANCEL is looked at before each sub-operation."""
+        """The sub-operation loop, then the final response; C-CANCEL is looked at before each
+        sub-operation. Pending responses are optional (PS3.4 C.4.2.3.1, C.4.3.3.1): one after
+        the first sub-operation, then at most one per ``pending_interval`` s, never after the
+        last (sent after every sub-operation, they cost about a third of a fast move)."""
         assoc = event.assoc
+        last_pending: float | None = None
         first_id = int(cast(int, answer.request.MessageID))
         pending = list(instances)
         for n, instance in enumerate(pending):
@@ -839,8 +870,12 @@ class Retrieve:
                 log.error("C-STORE sub-operation failed, stored instance unreadable: %s", exc)
                 status = None
             tally.add(instance, status)
-            if tally.remaining:
+            now = time.monotonic()
+            if tally.remaining and (
+                last_pending is None or now - last_pending >= self.pending_interval
+            ):
                 answer.send(PENDING, tally, remaining=True)
+                last_pending = now
         answer.send(tally.final_status(), tally)
 
     def _move(

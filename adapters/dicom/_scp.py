@@ -38,7 +38,7 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from typing import IO, Any, BinaryIO, cast
@@ -50,7 +50,7 @@ from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RQ, DIMSEMessage
 from pynetdicom.dimse_primitives import C_FIND, C_GET, C_MOVE, C_STORE, N_ACTION, N_CREATE, N_SET
-from pynetdicom.dsutils import decode
+from pynetdicom.dsutils import decode, encode
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.fsm import TRANSITION_TABLE
@@ -83,6 +83,7 @@ from adapters.dicom._find import (
     PENDING,
     UNABLE_TO_PROCESS,
     FindError,
+    encode_response,
     matches,
     parse_identifier,
     response,
@@ -398,6 +399,9 @@ class _PatientDul(DULServiceProvider):
         pass  # set once by DULServiceProvider.__init__; replaced by the select above
 
 
+_SELF_ANSWERED = {C_FIND: evt.EVT_C_FIND, C_MOVE: evt.EVT_C_MOVE, C_GET: evt.EVT_C_GET}
+
+
 class _PromptAssociation(Association):
     """pynetdicom's acceptor reactor sleeps 1 ms before each look for a message, so every
     C-STORE on an association waits up to that long after its predecessor's response. This
@@ -418,14 +422,15 @@ class _PromptAssociation(Association):
                 return
 
     def _serve_request(self, msg: Any, context_id: int) -> None:
-        """C-MOVE and C-GET go to their handlers (``StorageScp.handle_move``/``handle_get``),
-        which send every response themselves (``adapters.dicom._retrieve``: pynetdicom's own
-        Query/Retrieve SCP would decode each instance); the rest is served by pynetdicom."""
+        """C-FIND, C-MOVE and C-GET go to their handlers (``StorageScp.handle_find``,
+        ``handle_move``, ``handle_get``), which send every response themselves (pynetdicom's own
+        Query/Retrieve SCP would decode each instance to move, and build and encode a pydicom
+        data set per C-FIND match); the rest is served by pynetdicom."""
         context = self._accepted_cx.get(context_id)
-        if not isinstance(msg, (C_MOVE, C_GET)) or not msg.is_valid_request or context is None:
+        event = _SELF_ANSWERED.get(type(msg))
+        if event is None or not msg.is_valid_request or context is None:
             super()._serve_request(msg, context_id)
             return
-        event = evt.EVT_C_MOVE if isinstance(msg, C_MOVE) else evt.EVT_C_GET
         self.dimse.cancel_req = {}
         self._is_paused = True
         try:
@@ -642,6 +647,7 @@ class StorageScp:
         commitment: StorageCommitment | None = None,
         max_retrieve_instances: int = 10000,
         suboperation_timeout: float = 5.0,
+        pending_interval: float = 0.1,
     ) -> None:
         self.ingest = ingest
         self.destinations = destinations or {}
@@ -684,7 +690,7 @@ class StorageScp:
         self.retrieve = Retrieve(
             store, ingest.blobs, ae_title=ae_title, destinations=self.destinations,
             max_instances=max_retrieve_instances, timeout=suboperation_timeout,
-            acse_timeout=acse_timeout, audit=audit,
+            acse_timeout=acse_timeout, audit=audit, pending_interval=pending_interval,
         )  # fmt: skip
         ae.maximum_pdu_size = max_pdu
         ae.maximum_associations = max_associations
@@ -887,12 +893,32 @@ class StorageScp:
             if isinstance(spool, _Spool):
                 spool.discard()
 
-    def handle_find(self, event: Event) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+    def handle_find(self, event: Event) -> None:
         """C-FIND (PS3.4 C.4.1.3.1, Patient/Study Root, ``adapters.dicom._find``; K.4.1.3,
-        Modality Worklist, ``adapters.dicom._worklist``): each match a pending response, then
-        success; cancel, failure or the result cap end it early. One audit event per query
-        (PS3.15 A.5.3.10 Query), written before the final response is sent (or when the
-        association ends mid-answer)."""
+        Modality Worklist, ``adapters.dicom._worklist``), dispatched by
+        ``_PromptAssociation._serve_request``: each match a pending response, then success;
+        cancel, failure or the result cap end it early (PS3.7 9.1.2, 9.3.2.2)."""
+        request = cast(C_FIND, event.request)
+        responses = self._find_responses(event)
+        with contextlib.closing(responses):
+            for status, identifier in responses:
+                if not event.assoc.is_established:
+                    return
+                answer = C_FIND()
+                answer.MessageIDBeingRespondedTo = request.MessageID
+                answer.AffectedSOPClassUID = request.AffectedSOPClassUID
+                if isinstance(status, Dataset):
+                    answer.Status, answer.ErrorComment = status.Status, status.ErrorComment
+                else:
+                    answer.Status = status
+                if identifier is not None:
+                    answer.Identifier = BytesIO(identifier)
+                event.assoc.dimse.send_msg(answer, event.context.context_id)
+
+    def _find_responses(self, event: Event) -> Generator[tuple[int | Dataset, bytes | None]]:
+        """The C-FIND's responses: status, and a pending response's encoded identifier. One
+        audit event per query (PS3.15 A.5.3.10 Query), written before the final response is
+        sent (or when the association ends mid-answer)."""
         request = cast(C_FIND, event.request)
         sop_class = str(request.AffectedSOPClassUID or "")
         state = _FindState()
@@ -919,7 +945,7 @@ class StorageScp:
                     identifier = _decode(raw, event.context.transfer_syntax)
                 except Exception as exc:
                     raise FindError(UNABLE_TO_PROCESS, f"Cannot decode identifier: {exc}") from None
-                for answer in self._answers(sop_class, identifier, event.assoc):
+                for answer in self._answers(sop_class, identifier, event):
                     if event.is_cancelled:
                         yield done(CANCEL, "cancelled by the SCU"), None
                         return
@@ -978,16 +1004,22 @@ class StorageScp:
         except Exception as exc:
             raise FindError(UNABLE_TO_PROCESS, f"Cannot decode identifier: {exc}") from None
 
-    def _answers(
-        self, sop_class: str, identifier: Dataset, assoc: Association
-    ) -> Iterator[Dataset]:
-        """The pending responses' identifiers of a C-FIND."""
+    def _answers(self, sop_class: str, identifier: Dataset, event: Event) -> Iterator[bytes]:
+        """The pending responses' identifiers of a C-FIND, encoded in the context's transfer
+        syntax (Query/Retrieve answers in Little Endian straight from the match's values)."""
+        syntax = event.context.transfer_syntax
         if sop_class == MODALITY_WORKLIST_FIND and self.worklist is not None:
-            yield from self.worklist.answers(identifier, *self._calling(assoc))
+            for item in self.worklist.answers(identifier, *self._calling(event.assoc)):
+                yield _encoded(item, syntax)
             return
         parsed = parse_identifier(sop_class, identifier)
+        aet = self.ae.ae_title
+        direct = syntax.is_little_endian and not syntax.is_deflated
         for match in matches(self.store, parsed):
-            yield response(parsed, match, self.ae.ae_title)
+            if direct:
+                yield encode_response(parsed, match, aet, implicit=syntax.is_implicit_VR)
+            else:
+                yield _encoded(response(parsed, match, aet), syntax)
 
     # ------------------------------------------------------------------ N-services
 
@@ -1117,6 +1149,14 @@ def _decode(raw: bytes, syntax: Any) -> Dataset:
         BytesIO(raw), 0, len(raw), implicit=syntax.is_implicit_VR, little=syntax.is_little_endian
     )
     return decode(BytesIO(raw), syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+
+
+def _encoded(identifier: Dataset, syntax: Any) -> bytes:
+    """A response identifier in the context's transfer syntax (pynetdicom's encoder)."""
+    data = encode(identifier, syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated)
+    if not data:
+        raise ValueError("the response identifier cannot be encoded")
+    return data
 
 
 def _failure(status: int, text: str) -> Dataset:

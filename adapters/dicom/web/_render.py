@@ -2,10 +2,11 @@
 query parameters; used by WADO-RS ``/rendered`` and ``/thumbnail`` and by WADO-URI).
 
 One frame is decoded with pydicom (compressed syntaxes through its pixel data plugins: Pillow,
-GDCM), then: the Modality LUT (PS3.3 C.11.1), the VOI window of the request or of the file
-(PS3.3 C.11.2.1.2: LINEAR, LINEAR_EXACT, SIGMOID; the full range when the file has none),
-MONOCHROME1 inverted, colour converted to RGB (palette colour through its LUTs), scaled to fit
-the viewport keeping the aspect ratio, and encoded as JPEG (the default) or PNG with Pillow.
+GDCM, pylibjpeg-openjpeg for HTJ2K, ``_jpeg12`` for 12-bit JPEG Extended), then: the Modality
+LUT (PS3.3 C.11.1), the VOI window of the request or of the file (PS3.3 C.11.2.1.2: LINEAR,
+LINEAR_EXACT, SIGMOID; the full range when the file has none), MONOCHROME1 inverted, colour
+converted to RGB (palette colour through its LUTs), scaled to fit the viewport keeping the
+aspect ratio, and encoded as JPEG (the default) or PNG with Pillow.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
+from pydicom.uid import JPEGExtended12Bit
 
+from adapters.dicom.web import _jpeg12
 from adapters.dicom.web._media import JPEG, PNG, MediaRange
 from hub.errors import InvalidRequest, NotAcceptable, NotFound, Unprocessable
 
@@ -31,6 +35,9 @@ _FUNCTIONS = {"linear": "linear", "linear-exact": "linear-exact", "sigmoid": "si
 # What pydicom's decoders raise for a syntax without a usable plugin or damaged pixel data.
 DECODE_ERRORS = (NotImplementedError, RuntimeError, ValueError, AttributeError, KeyError)
 _FILE_FUNCTIONS = {"LINEAR": "linear", "LINEAR_EXACT": "linear-exact", "SIGMOID": "sigmoid"}
+
+if _jpeg12.LABEL not in get_decoder(JPEGExtended12Bit).available_plugins:
+    get_decoder(JPEGExtended12Bit).add_plugin(_jpeg12.LABEL, (_jpeg12.__name__, "decode_frame"))
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,22 @@ def rendered_media(ranges: list[MediaRange]) -> str:
                 return media_type
     asked = ", ".join(r.type for r in ranges)
     raise NotAcceptable(f"Rendered images are served as image/jpeg or image/png, not {asked}")
+
+
+def rendered_parts_media(ranges: list[MediaRange]) -> str:
+    """The part type of a rendered study or series, always multipart/related (PS3.18 8.7.4):
+    image/jpeg (the default) or image/png, from the first multipart (or ``*/*``) range that
+    admits one; else 406."""
+    for media_range in ranges:
+        if media_range.multipart or media_range.type == "*/*":
+            for media_type in RENDERED:
+                if media_range.matches(media_type):
+                    return media_type
+    asked = ", ".join(r.type for r in ranges)
+    raise NotAcceptable(
+        'A rendered study or series is multipart/related; type="image/jpeg" or "image/png", '
+        f"not {asked}"
+    )
 
 
 def encapsulated_document(ds: Dataset, ranges: list[MediaRange]) -> tuple[str, bytes] | None:

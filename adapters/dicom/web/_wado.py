@@ -3,14 +3,16 @@
 Study, series and instance resources as ``multipart/related; type="application/dicom"`` (each
 part the Part 10 file as stored, streamed; the transfer syntax negotiated as ``_retrieve``
 documents), their ``/metadata`` as DICOM JSON (PS3.18 F.2), ``/bulkdata/...`` and
-``/frames/{list}`` in the stored pixel data's media type, and ``/rendered`` and ``/thumbnail``
-images as JPEG or PNG. Every request is authorised like a FHIR read of the study's ImagingStudy
-(404 for what the caller may not see) and audited.
+``/frames/{list}`` in the stored pixel data's media type, and ``/rendered`` (instances and
+frames; studies and series as multipart/related) and ``/thumbnail`` images as JPEG or PNG.
+Every request is authorised like a FHIR read of the study's ImagingStudy (404 for what the
+caller may not see) and audited.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
@@ -23,11 +25,13 @@ from adapters.dicom.web._media import (
     OCTET,
     MediaRange,
     check_frames,
+    closing,
     multipart_body,
     multipart_type,
     new_boundary,
     parse_accept,
     parse_frames,
+    part_head,
 )
 from adapters.dicom.web._render import (
     THUMBNAIL,
@@ -40,6 +44,7 @@ from adapters.dicom.web._render import (
     parse_window,
     render,
     rendered_media,
+    rendered_parts_media,
 )
 from adapters.dicom.web._retrieve import (
     MetadataCache,
@@ -56,6 +61,8 @@ from adapters.dicom.web._retrieve import (
     target_syntaxes,
 )
 from hub.errors import InvalidRequest, NotAcceptable, NotFound, Unprocessable
+
+log = logging.getLogger("pixelhub.dicomweb")
 
 _JSON_TYPES = (DICOM_JSON, "application/json")
 _THUMBNAIL_TRIES = 10  # instances read at most to find one with pixel data
@@ -107,6 +114,14 @@ def routes(web: DicomWeb) -> APIRouter:
         study: str, series: str, sop: str, frame_list: str, request: Request
     ) -> Response:
         return retrieve_rendered(web, request, study, series, sop, frame_list)
+
+    @router.get("/studies/{study}/rendered")
+    def study_rendered(study: str, request: Request) -> Response:
+        return rendered_instances(web, request, study)
+
+    @router.get("/studies/{study}/series/{series}/rendered")
+    def series_rendered(study: str, series: str, request: Request) -> Response:
+        return rendered_instances(web, request, study, series)
 
     @router.get("/studies/{study}/thumbnail")
     def study_thumbnail(study: str, request: Request) -> Response:
@@ -242,6 +257,45 @@ def retrieve_rendered(
         return Response(render(ds, frame, rendering), media_type=rendering.media_type)
 
 
+def rendered_instances(
+    web: DicomWeb, request: Request, study: str, series: str | None = None
+) -> Response:
+    """PS3.18 10.4 Retrieve Rendered for a study or series: every instance with pixel data
+    rendered (its first frame, with the request's rendering parameters) as one part of a
+    ``multipart/related`` body of image/jpeg or image/png, in series and instance order,
+    streamed as each is rendered. Instances without pixel data (reports, documents) have no
+    part; one whose pixel data cannot be decoded here is left out and logged (the status line
+    has gone by then). 404 when none has pixel data."""
+    with Transfer(web, request, study) as transfer:
+        media_type = rendered_parts_media(accepted(request))
+        rendering = rendering_of(request, media_type=media_type)
+        records = transfer.select(series)
+
+        def images() -> Iterator[bytes]:
+            for record in records:
+                ds = read_instance(web.blobs, record)
+                if not has_pixels(ds):
+                    continue
+                try:
+                    yield render(ds, 1, rendering)
+                except Unprocessable as exc:
+                    log.warning("rendering %s left out: %s", record.sop_instance_uid, exc)
+
+        rendered = images()
+        first = next(rendered, None)  # before the status line: none at all is a 404
+        if first is None:
+            raise NotFound(f"No instance with pixel data that can be rendered in {series or study}")
+        boundary = new_boundary()
+
+        def body() -> Iterator[bytes]:
+            yield part_head(boundary, media_type, len(first), first=True) + first
+            for image in rendered:
+                yield part_head(boundary, media_type, len(image), first=False) + image
+            yield closing(boundary)
+
+        return StreamingResponse(body(), media_type=multipart_type(media_type, boundary))
+
+
 def thumbnail(web: DicomWeb, request: Request, study: str, series: str | None = None) -> Response:
     """PS3.18 10.4 for a study or series: a representative image, the middle instance
     of the first series whose middle instance has pixel data that can be decoded."""
@@ -265,12 +319,15 @@ def thumbnail(web: DicomWeb, request: Request, study: str, series: str | None = 
         raise NotFound(f"No instance with pixel data for a thumbnail of {series or study}")
 
 
-def rendering_of(request: Request, *, thumbnail: bool = False) -> Rendering:
-    """The rendering query parameters (PS3.18 8.3.5) and the negotiated image type."""
+def rendering_of(
+    request: Request, *, thumbnail: bool = False, media_type: str | None = None
+) -> Rendering:
+    """The rendering query parameters (PS3.18 8.3.5) and the negotiated image type (or
+    ``media_type``, negotiated by the caller)."""
     query: Mapping[str, str] = request.query_params
     viewport = parse_viewport(query["viewport"]) if "viewport" in query else None
     return Rendering(
-        media_type=rendered_media(accepted(request)),
+        media_type=media_type or rendered_media(accepted(request)),
         window=parse_window(query["window"]) if "window" in query else None,
         viewport=viewport or (THUMBNAIL if thumbnail else None),
         quality=parse_quality(query["quality"]) if "quality" in query else 90,

@@ -129,7 +129,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, orthanc: Orthanc) -> Iterato
     refuser = storescp(ports["REFUSER"], received, "--refuse")
     hub = start_dicom_hub(
         workdir / "data", dicom_allowed_peers=RETRIEVE_PEERS, dicom_destinations=destinations,
-        dicom_suboperation_timeout=1.5,
+        dicom_suboperation_timeout=1.5, dicom_pending_interval=0,
     )  # fmt: skip
     studies, series, sops = {}, {}, {}
     files = []
@@ -234,12 +234,31 @@ def assert_received(world: World, folder: Path, sops: list[str], *, prefix: str 
 # ------------------------------------------------------------------ C-MOVE to storescp
 
 
+def test_pending_responses_are_paced(world: World) -> None:
+    """With a pending interval, one pending response follows the first sub-operation and no
+    other comes before the interval has passed (PS3.4 C.4.2.3.1: pending responses are
+    optional); the final response still carries every count."""
+    retrieve = world.hub.hub.channels[0].scp.retrieve  # type: ignore[attr-defined]
+    retrieve.pending_interval = 3600
+    try:
+        moved = movescu(
+            world, "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={world.studies['S1']}"
+        )
+    finally:
+        retrieve.pending_interval = 0
+    assert moved.status == "0x0000", moved.log[-3000:]
+    assert moved.pending == 1
+    assert "Remaining Suboperations       : 2" in moved.log
+    assert (moved.count("Completed"), moved.count("Failed"), moved.count("Warning")) == (3, 0, 0)
+    assert_received(world, world.received, world.sops["S1"])
+
+
 def test_move_study_series_and_image_levels_study_root(world: World) -> None:
     s1 = world.sops["S1"]
     moved = movescu(world, "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={world.studies['S1']}")
     assert moved.status == "0x0000", moved.log[-3000:]
     assert (moved.count("Completed"), moved.count("Failed"), moved.count("Warning")) == (3, 0, 0)
-    assert moved.pending == 2  # a pending response after each sub-operation but the last
+    assert moved.pending == 2  # interval 0: a pending after each sub-operation but the last
     assert "Remaining Suboperations       : 2" in moved.log
     assert_received(world, world.received, s1)
 

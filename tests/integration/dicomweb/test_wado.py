@@ -7,17 +7,27 @@ media types PS3.18 8.7 names; bad input gets its status with a reason and the hu
 from __future__ import annotations
 
 import io
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pydicom
 import pytest
 from PIL import Image
-from pydicom.encaps import generate_frames
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    generate_uid,
+)
 
 from tests.integration.dicom.conftest import Orthanc
+from tests.integration.dicom.dicom_support import run_tool
 from tests.integration.dicomweb.conftest import WebHub
 from tests.integration.dicomweb.wado_support import (
     PDF,
@@ -244,6 +254,95 @@ def test_rendered_window_and_viewport(web_hub: WebHub, data: WadoData) -> None:
     mf = data["rle_mf"]
     frame = client.retrieve_instance_frames_rendered(mf.study, mf.series, mf.sop, [5])
     assert Image.open(io.BytesIO(frame)).format == "JPEG"
+
+
+def test_study_and_series_rendered_as_multipart(
+    data: WadoData, http: httpx.Client, web_hub: WebHub
+) -> None:
+    """A rendered study or series (PS3.18 10.4): one image part per instance with pixel data
+    that can be decoded, in the asked type and viewport; reports and documents, and the
+    instance with damaged pixel data, have none."""
+    ct = data["ct1"]
+    png = 'multipart/related; type="image/png"'
+    r = http.get(
+        f"/dicomweb/studies/{ct.study}/series/{ct.series}/rendered",
+        params={"viewport": "32,32"}, headers={"Accept": png},
+    )  # fmt: skip
+    assert r.status_code == 200 and r.headers["content-type"].startswith(png)
+    parts = read_multipart(r)
+    assert [headers["content-type"] for headers, _ in parts] == ["image/png"] * 3
+    images = [decode_image(body) for _, body in parts]
+    assert all(image.shape == (32, 32) for image in images)
+    assert all((image == images[0]).all() for image in images)  # the same ramp three times
+    whole = read_multipart(http.get(f"/dicomweb/studies/{ct.study}/rendered"))  # Accept */*
+    imaged = {"ct1", "ct2", "ct3", "mr_implicit", "jpeg", "j2k", "jpeg_ll", "rle_mf", "native_mf"}
+    assert len(whole) == len(imaged)  # not: sr, pdf (no pixel data), broken (cut short)
+    assert {headers["content-type"] for headers, _ in whole} == {"image/jpeg"}
+    r = http.get(f"/dicomweb/studies/{ct.study}/rendered", headers={"Accept": "image/jpeg"})
+    assert r.status_code == 406 and "multipart/related" in r.text
+    sr = data["sr"]
+    r = http.get(f"/dicomweb/studies/{sr.study}/series/{sr.series}/rendered")
+    assert r.status_code == 404 and "pixel data" in r.text
+    web_hub.assert_serving()
+
+
+def test_12_bit_jpeg_and_htj2k_rendered_like_the_original(
+    web_hub: WebHub, data: WadoData, http: httpx.Client, tmp_path: Path
+) -> None:
+    """The 12-bit CT ramp in two encodings pydicom's stock plugins leave undecoded: lossy 12-bit
+    JPEG Extended made by dcmtk's ``dcmcjpeg +ee``, and lossless HTJ2K made by OpenJPH's
+    ``ojph_compress``. Stored with STOW-RS, each renders like the uncompressed original (HTJ2K
+    exactly, the lossy JPEG within 2 grey levels), and the HTJ2K frame decodes to the samples."""
+    workdir = tmp_path
+    original = data["ct1"].dataset
+    native = workdir / "native.dcm"
+    original.save_as(native, enforce_file_format=True)
+    jpeg12 = workdir / "jpeg12.dcm"
+    made = run_tool("/usr/bin/dcmcjpeg", "+ee", str(native), str(jpeg12))
+    assert made.returncode == 0, made.stderr
+    samples = original.pixel_array
+    pgm = workdir / "ramp.pgm"
+    pgm.write_bytes(b"P5\n64 64\n4095\n" + samples.astype(">u2").tobytes())
+    j2c = workdir / "ramp.j2c"
+    made = subprocess.run(
+        ["/usr/bin/ojph_compress", "-i", str(pgm), "-o", str(j2c), "-reversible", "true"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    htj2k = pydicom.dcmread(native)
+    htj2k.PixelData = encapsulate([j2c.read_bytes()])
+    htj2k["PixelData"].VR = "OB"
+    htj2k.file_meta.TransferSyntaxUID = HTJ2KLossless
+    encoded = {"jpeg12": pydicom.dcmread(jpeg12), "htj2k": htj2k}
+    assert encoded["jpeg12"].file_meta.TransferSyntaxUID == JPEGExtended12Bit
+    study, series = generate_uid(), generate_uid()  # a study of their own
+    for ds in encoded.values():
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    web_hub.client().store_instances(list(encoded.values()))
+    ct = data["ct1"]
+
+    def rendered(study: str, series: str, sop: str) -> np.ndarray:
+        r = http.get(
+            f"/dicomweb/studies/{study}/series/{series}/instances/{sop}/rendered",
+            params={"window": "1024,4096,linear"}, headers={"Accept": "image/png"},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        return decode_image(r.content).astype(int)
+
+    reference = rendered(ct.study, ct.series, ct.sop)
+    assert reference.max() - reference.min() > 200  # the full window shows the whole ramp
+    assert (rendered(study, series, encoded["htj2k"].SOPInstanceUID) == reference).all()
+    lossy = rendered(study, series, encoded["jpeg12"].SOPInstanceUID)
+    assert np.abs(lossy - reference).max() <= 2
+    ((_headers, body),) = read_multipart(
+        http.get(
+            f"/dicomweb/studies/{study}/series/{series}/instances/"
+            f"{encoded['htj2k'].SOPInstanceUID}/frames/1",
+            headers={"Accept": 'multipart/related; type="application/octet-stream"'},
+        )
+    )
+    assert body == samples.tobytes()
 
 
 def test_encapsulated_pdf_rendered_as_itself(data: WadoData, http: httpx.Client) -> None:

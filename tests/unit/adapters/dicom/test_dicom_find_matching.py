@@ -3,9 +3,13 @@ network: which keys match, what is pushed to the index, what a response holds.""
 
 from __future__ import annotations
 
+from io import BytesIO
+
 import pytest
 from pydicom import config
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pynetdicom.dsutils import decode, encode
 
 from adapters.dicom._find import (
     IDENTIFIER_MISMATCH,
@@ -15,6 +19,7 @@ from adapters.dicom._find import (
     UNABLE_TO_PROCESS,
     FindError,
     FindRequest,
+    encode_response,
     parse_identifier,
     response,
 )
@@ -158,3 +163,38 @@ def test_response_holds_the_asked_keys_and_the_character_set() -> None:
         parse_identifier(STUDY_ROOT_FIND, identifier(PatientID="")), MATCH, "PIXELHUB"
     )
     assert ascii_only.SpecificCharacterSet == "ISO_IR 100"
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+@pytest.mark.parametrize(
+    ("model", "level", "keys"),
+    [
+        (STUDY_ROOT_FIND, "STUDY", {
+            "StudyInstanceUID": "", "PatientName": "", "PatientID": "", "StudyDate": "20200101-",
+            "ModalitiesInStudy": "", "NumberOfStudyRelatedInstances": None,
+        }),
+        (STUDY_ROOT_FIND, "STUDY", {"AccessionNumber": "", "StudyDescription": "", "StudyID": ""}),
+        (PATIENT_ROOT_FIND, "PATIENT", {
+            "PatientName": "", "PatientBirthDate": "", "NumberOfPatientRelatedStudies": None,
+            "OtherPatientIDsSequence": Sequence(), "PatientSex": "",
+        }),
+        (STUDY_ROOT_FIND, "SERIES", {
+            "SeriesInstanceUID": "", "SeriesNumber": None, "Modality": "", "Rows": None,
+        }),
+        (STUDY_ROOT_FIND, "IMAGE", {
+            "SOPInstanceUID": "", "SOPClassUID": "", "InstanceNumber": None, "StudyDate": "",
+            "NumberOfFrames": None,
+        }),
+    ],
+)  # fmt: skip
+def test_a_directly_encoded_response_is_what_pydicom_writes(
+    model: str, level: str, keys: dict[str, object], implicit: bool
+) -> None:
+    """``encode_response`` (the C-FIND SCP's encoder) gives the bytes pydicom writes for
+    ``response``'s data set, with the request decoded from the wire as the SCP does."""
+    wire = encode(identifier(level, **keys), implicit, True)
+    request = parse_identifier(model, decode(BytesIO(wire), implicit, True))
+    plain = InstanceMatch("1.2.3", {**SUMMARY, "patient_name": {"alphabetic": "DOE^J"}}, 1, 1, 1)
+    for match in (MATCH, plain):
+        expected = encode(response(request, match, "PIXELHUB"), implicit, True)
+        assert encode_response(request, match, "PIXELHUB", implicit=implicit) == expected
