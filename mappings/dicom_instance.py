@@ -634,18 +634,7 @@ def extract_instance_summary(ds: Dataset, *, transfer_syntax_uid: str = "") -> I
         image_laterality = _text(anatomy, "FrameLaterality")
 
     reasons, reason_codes = _reasons(ds)
-    patient_names = _person_names(ds, "PatientName")
     referring = _person_names(ds, "ReferringPhysicianName")
-
-    other_ids = []
-    for item in _items(ds, "OtherPatientIDsSequence"):
-        value = _text(item, "PatientID")
-        if value:
-            other_ids.append(
-                OtherPatientId(
-                    value=value, issuer=_patient_issuer(item), type=_text(item, "TypeOfPatientID")
-                )
-            )
 
     return InstanceSummary(
         study_instance_uid=study_uid,
@@ -671,12 +660,7 @@ def extract_instance_summary(ds: Dataset, *, transfer_syntax_uid: str = "") -> I
         procedure_codes=_code_sequence(ds, "ProcedureCodeSequence"),
         reasons=reasons,
         reason_codes=reason_codes,
-        patient_id=_text(ds, "PatientID"),
-        patient_id_issuer=_patient_issuer(ds),
-        other_patient_ids=tuple(other_ids),
-        patient_name=patient_names[0] if patient_names else None,
-        patient_birth_date=_text(ds, "PatientBirthDate"),
-        patient_sex=_text(ds, "PatientSex").upper(),
+        **_patient_fields(ds),
         admission_id=_text(ds, "AdmissionID"),
         admission_id_issuer=_issuer_from_macro(
             _first_item(ds, "IssuerOfAdmissionIDSequence"), "LocalNamespaceEntityID"
@@ -695,4 +679,42 @@ def extract_instance_summary(ds: Dataset, *, transfer_syntax_uid: str = "") -> I
         institution_name=_text(ds, "InstitutionName"),
         institutional_department_name=_text(ds, "InstitutionalDepartmentName"),
         specimens=_specimens(ds),
+    )
+
+
+def _patient_fields(ds: Dataset) -> dict[str, Any]:
+    """The Patient Identification and Demographic attributes (PS3.3 C.7.1.1, C.2.2) of a
+    summary: Patient ID and its issuer, Other Patient IDs, name, birth date and sex."""
+    other_ids = []
+    for item in _items(ds, "OtherPatientIDsSequence"):
+        value = _text(item, "PatientID")
+        if value:
+            other_ids.append(
+                OtherPatientId(
+                    value=value, issuer=_patient_issuer(item), type=_text(item, "TypeOfPatientID")
+                )
+            )
+    names = _person_names(ds, "PatientName")
+    return {
+        "patient_id": _text(ds, "PatientID"),
+        "patient_id_issuer": _patient_issuer(ds),
+        "other_patient_ids": tuple(other_ids),
+        "patient_name": names[0] if names else None,
+        "patient_birth_date": _text(ds, "PatientBirthDate"),
+        "patient_sex": _text(ds, "PatientSex").upper(),
+    }
+
+
+def extract_step_summary(ds: Dataset, *, study_instance_uid: str) -> InstanceSummary:
+    """A summary of a Modality Performed Procedure Step (PS3.3 C.4.13-C.4.14) for a study not
+    stored yet: its patient, Procedure Code Sequence and ``study_instance_uid``; no series or
+    instance."""
+    return InstanceSummary(
+        study_instance_uid=study_instance_uid,
+        series_instance_uid="",
+        sop_instance_uid="",
+        sop_class_uid="",
+        specific_character_set=_charsets(ds),
+        procedure_codes=_code_sequence(ds, "ProcedureCodeSequence"),
+        **_patient_fields(ds),
     )

@@ -87,7 +87,13 @@ class DicomChannel:
                 issuer_systems=settings.dicom_issuer_systems,
                 default_patient_system=settings.dicom_default_patient_system,
             ),
-            mpps=PerformedProcedureSteps(context.service, context.peer, context.audit),
+            mpps=PerformedProcedureSteps(
+                context.service,
+                context.peer,
+                context.audit,
+                issuer_systems=settings.dicom_issuer_systems,
+                default_patient_system=settings.dicom_default_patient_system,
+            ),
             commitment=StorageCommitment(
                 self.ingest.store,
                 ae_title=settings.dicom_aet,

@@ -8,7 +8,10 @@ given), else by Study Instance UID: an identifier ``urn:dicom:uid|urn:oid:<MPPS 
 UID>`` (``type.text`` "Performed Procedure Step SOP Instance UID") to find it again, and an
 extension ``urn:pixelhub:dicom:mpps`` (uid, status, step id, station AE title, start, end,
 discontinuation reason). It is in the store of record, so every replica sees the same state.
-One MPPS may perform several orders (IHE "group case"): each carries it.
+One MPPS may perform several orders (IHE "group case"): each carries it. An unscheduled step
+(IHE "unscheduled case": no Accession Number, Requested Procedure ID or Scheduled Procedure Step
+ID; no order with its Study Instance UID) gets an order of its own, made from the step
+(``mappings/mpps_to_servicerequest.md``) for the Patient its images will be filed under.
 
 Status changes:
 
@@ -28,7 +31,7 @@ Audit: each N-CREATE (action C) and N-SET (action U), applied or refused, is a "
 event (PS3.15 A.5.3, DCM 110111) naming the orders and the MPPS SOP Instance UID.
 
 Statuses (PS3.4 F.7.2.1.2, F.7.2.2.2; PS3.7 Annex C): 0x0106 invalid attribute value, 0x0110
-processing failure (also: no scheduled order matches; unscheduled steps are not kept), 0x0111
+processing failure (also: a step naming an order that is not known), 0x0111
 duplicate SOP Instance, 0x0112 no such object instance, 0x0120 missing attribute, 0x0121 missing
 attribute value.
 """
@@ -37,7 +40,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from pydicom.dataset import Dataset
@@ -48,12 +52,14 @@ from hub.audit import Actor, AuditTrail
 from hub.auth import Principal
 from hub.fhir.service import FhirService, UnitOfWork
 from hub.imaging.order_linking import accessions, read_json, search_ids
-from hub.imaging.study_aggregator import study_resource_id
+from hub.imaging.study_aggregator import PatientIdentity, study_resource_id
+from mappings.dicom_instance import extract_step_summary
 from mappings.interaction_to_auditevent import (
     PROCEDURE_RECORD,
     identifier_entity,
     resource_entity,
 )
+from mappings.mpps_to_servicerequest import is_unscheduled, unscheduled_servicerequest
 
 log = logging.getLogger("pixelhub.dicom.mpps")
 
@@ -132,10 +138,15 @@ class PerformedProcedureSteps:
         service: FhirService,
         peer: Callable[[str, str | None], Principal],
         audit: AuditTrail | None = None,
+        *,
+        issuer_systems: Mapping[str, str] | None = None,
+        default_patient_system: str = "urn:pixelhub:patient-id",
     ) -> None:
         self.service = service
         self.peer = peer  # the principal of a calling AE title (and address)
         self.audit = audit
+        self.issuer_systems = dict(issuer_systems or {})
+        self.default_patient_system = default_patient_system
 
     # ------------------------------------------------------------------ N-CREATE
 
@@ -183,12 +194,14 @@ class PerformedProcedureSteps:
     ) -> list[str]:
         if self._carrying(uow, uid):
             raise MppsError(DUPLICATE_INSTANCE, f"MPPS {uid} exists")
-        orders = self._scheduled(uow, steps)
-        if not orders:
-            raise MppsError(PROCESSING_FAILURE, "No scheduled order matches this step")
         start = _text(attributes, "PerformedProcedureStepStartDate") + _text(
             attributes, "PerformedProcedureStepStartTime"
         )
+        orders = self._scheduled(uow, steps)
+        if not orders and is_unscheduled(steps):
+            orders = self._unscheduled(uow, attributes, steps, principal, start)
+        if not orders:
+            raise MppsError(PROCESSING_FAILURE, "No scheduled order matches this step")
         state: Resource = {"url": MPPS_EXTENSION, "extension": []}
         for name, value in (
             ("uid", uid),
@@ -241,6 +254,36 @@ class PerformedProcedureSteps:
                 order.pop("meta", None)
                 found.setdefault(rid, order)
         return found
+
+    def _unscheduled(
+        self,
+        uow: UnitOfWork,
+        attributes: Dataset,
+        steps: list[Dataset],
+        principal: Principal,
+        start: str,
+    ) -> dict[str, Resource]:
+        """The order of an unscheduled step (IHE RAD-6 unscheduled case, no order carries its
+        Study Instance UID): made from the step (``mappings.mpps_to_servicerequest``), for the
+        Patient the study aggregator will choose for its images (``PatientIdentity``)."""
+        study_uid = next(
+            (_text(s, "StudyInstanceUID") for s in steps if _text(s, "StudyInstanceUID")), ""
+        )
+        if not study_uid:
+            raise MppsError(
+                MISSING_ATTRIBUTE_VALUE, "An unscheduled step names no Study Instance UID"
+            )
+        summary = extract_step_summary(attributes, study_instance_uid=study_uid)
+        patients = PatientIdentity(
+            self.service, principal, issuer_systems=self.issuer_systems,
+            default_system=self.default_patient_system,
+        )  # fmt: skip
+        patient = patients.reference(uow, summary, study_uid)
+        order = unscheduled_servicerequest(
+            attributes, summary, patient_reference=patient, start=start
+        )
+        rid = str(uuid.uuid4())
+        return {rid: {**order, "id": rid}}
 
     def _register_study(
         self,

@@ -128,6 +128,12 @@ class StudyAggregator:
         self.clock = clock
         self.failures: dict[str, tuple[int, float, str]] = {}  # study -> (generation, when, why)
         self.aggregations = 0
+        self.patients = PatientIdentity(
+            service,
+            _PRINCIPAL,
+            issuer_systems=issuer_systems,
+            default_system=default_patient_system,
+        )
 
     # ------------------------------------------------------------------ projector protocol
 
@@ -197,7 +203,7 @@ class StudyAggregator:
         summaries = [InstanceSummary.from_json_dict(r.summary) for r in records]
         source = _source_instance(summaries)
         endpoint = self._endpoint(uow)
-        patient = self._patient(uow, source, study_uid)
+        patient = self.patients.reference(uow, source, study_uid)
         specimens = self._specimens(uow, summaries, patient)
         encounter = self._encounter(uow, source)
         sid = study_resource_id(study_uid)
@@ -232,9 +238,7 @@ class StudyAggregator:
         return stored.version
 
     def _put_if_changed(self, uow: UnitOfWork, resource: Resource) -> None:
-        rtype, rid = str(resource["resourceType"]), str(resource["id"])
-        if _content(_read(uow, rtype, rid)) != resource:
-            self.service.update(_PRINCIPAL, rtype, rid, resource, uow=uow)
+        _put_if_changed(self.service, _PRINCIPAL, uow, resource)
 
     def _endpoint(self, uow: UnitOfWork) -> str:
         base = self.service.options.base_url.rstrip("/")
@@ -244,74 +248,6 @@ class StudyAggregator:
         if existing is None or existing.get("address") != endpoint["address"]:
             self._put_if_changed(uow, endpoint)
         return f"Endpoint/{ENDPOINT_ID}"
-
-    def _patient(self, uow: UnitOfWork, summary: InstanceSummary, study_uid: str) -> str:
-        incoming = dicom_to_patient(
-            summary,
-            issuer_systems=self.issuer_systems,
-            default_system=self.default_patient_system,
-        )
-        identifiers = patient_identifiers(
-            summary,
-            issuer_systems=self.issuer_systems,
-            default_system=self.default_patient_system,
-        )
-        if not identifiers:  # no Patient ID at all: a Patient of this study alone
-            pid = _id("Patient", "study", study_uid)
-            if _read(uow, "Patient", pid) is None:
-                self._put_if_changed(uow, {**incoming, "id": pid})
-            return f"Patient/{pid}"
-        key = identifiers[0]
-        system, value = key.get("system"), str(key["value"])
-        criteria = f"{_escape(system)}|{_escape(value)}" if system else _escape(value)
-        matches = []
-        for rid in self._search(uow, "Patient", "identifier", criteria):
-            found = _read(uow, "Patient", rid)
-            if found is not None and any(
-                i.get("system") == system and i.get("value") == value
-                for i in found.get("identifier") or []
-            ):
-                matches.append((rid, found))
-        if not matches:
-            pid = _id("Patient", system or "", value)
-            self._put_if_changed(uow, {**incoming, "id": pid})
-            return f"Patient/{pid}"
-        pid, existing = sorted(matches, key=lambda m: m[0])[0]
-        conflicts = patient_identity_conflicts(existing, incoming)
-        if conflicts:
-            self._flag_conflict(uow, pid, study_uid, conflicts)
-        return f"Patient/{pid}"
-
-    def _flag_conflict(
-        self, uow: UnitOfWork, pid: str, study_uid: str, conflicts: Sequence[str]
-    ) -> None:
-        log.warning(
-            "study %s: patient demographics conflict with Patient/%s (%s); kept, flagged",
-            study_uid,
-            pid,
-            "; ".join(conflicts),
-        )
-        flag = {
-            "resourceType": "Flag",
-            "id": _id("Flag", "identity-conflict", pid, study_uid),
-            "status": "active",
-            "category": [
-                {
-                    "coding": [
-                        {"system": FLAG_CATEGORY, "code": "admin", "display": "Administrative"}
-                    ]
-                }
-            ],
-            "code": {
-                "text": (
-                    "Patient identity conflict: DICOM study "
-                    f"{study_uid} names this patient's identifier with different demographics "
-                    f"({'; '.join(conflicts)}). The existing Patient was kept; review."
-                )
-            },
-            "subject": {"reference": f"Patient/{pid}"},
-        }
-        self._put_if_changed(uow, flag)
 
     def _specimens(
         self, uow: UnitOfWork, summaries: Sequence[InstanceSummary], patient: str
@@ -349,9 +285,7 @@ class StudyAggregator:
         return None
 
     def _search(self, uow: UnitOfWork, resource_type: str, name: str, value: str) -> list[str]:
-        parsed = self.service.parse_query(resource_type, [(name, value)], strict=True)
-        query = SearchQuery(resource_type, parsed.criteria, count=50, total="none")
-        return [rid for _, rid in uow.tx.search(query).matches]
+        return _search(self.service, uow, resource_type, name, value)
 
     def _provenance(
         self, uow: UnitOfWork, sid: str, version: int, replacement: Replacement
@@ -396,3 +330,110 @@ class StudyAggregator:
             ],
         }
         self._put_if_changed(uow, provenance)
+
+
+class PatientIdentity:
+    """The Patient a DICOM object names (issue 4 item 3): matched by its first identifier
+    (PatientID + issuer -> system through the issuer map), created from the demographics when
+    unknown; an existing Patient whose name, birth date or gender disagree is kept unchanged and
+    a ``Flag`` records the conflict (never a merge). Used by the aggregator and by the MPPS SCP
+    for an unscheduled step (``adapters.dicom._mpps``), so both find the same Patient."""
+
+    def __init__(
+        self,
+        service: FhirService,
+        principal: Principal,
+        *,
+        issuer_systems: Mapping[str, str],
+        default_system: str,
+    ) -> None:
+        self.service = service
+        self.principal = principal
+        self.issuer_systems = dict(issuer_systems)
+        self.default_system = default_system
+
+    def reference(self, uow: UnitOfWork, summary: InstanceSummary, study_uid: str) -> str:
+        """``Patient/<id>`` of ``summary``'s patient, created or flagged as the class says;
+        ``study_uid`` names the study in a conflict's Flag (and owns a Patient without ID)."""
+        incoming = dicom_to_patient(
+            summary,
+            issuer_systems=self.issuer_systems,
+            default_system=self.default_system,
+        )
+        identifiers = patient_identifiers(
+            summary,
+            issuer_systems=self.issuer_systems,
+            default_system=self.default_system,
+        )
+        if not identifiers:  # no Patient ID at all: a Patient of this study alone
+            pid = _id("Patient", "study", study_uid)
+            if _read(uow, "Patient", pid) is None:
+                _put_if_changed(self.service, self.principal, uow, {**incoming, "id": pid})
+            return f"Patient/{pid}"
+        key = identifiers[0]
+        system, value = key.get("system"), str(key["value"])
+        criteria = f"{_escape(system)}|{_escape(value)}" if system else _escape(value)
+        matches = []
+        for rid in _search(self.service, uow, "Patient", "identifier", criteria):
+            found = _read(uow, "Patient", rid)
+            if found is not None and any(
+                i.get("system") == system and i.get("value") == value
+                for i in found.get("identifier") or []
+            ):
+                matches.append((rid, found))
+        if not matches:
+            pid = _id("Patient", system or "", value)
+            _put_if_changed(self.service, self.principal, uow, {**incoming, "id": pid})
+            return f"Patient/{pid}"
+        pid, existing = sorted(matches, key=lambda m: m[0])[0]
+        conflicts = patient_identity_conflicts(existing, incoming)
+        if conflicts:
+            self._flag_conflict(uow, pid, study_uid, conflicts)
+        return f"Patient/{pid}"
+
+    def _flag_conflict(
+        self, uow: UnitOfWork, pid: str, study_uid: str, conflicts: Sequence[str]
+    ) -> None:
+        log.warning(
+            "study %s: patient demographics conflict with Patient/%s (%s); kept, flagged",
+            study_uid,
+            pid,
+            "; ".join(conflicts),
+        )
+        flag = {
+            "resourceType": "Flag",
+            "id": _id("Flag", "identity-conflict", pid, study_uid),
+            "status": "active",
+            "category": [
+                {
+                    "coding": [
+                        {"system": FLAG_CATEGORY, "code": "admin", "display": "Administrative"}
+                    ]
+                }
+            ],
+            "code": {
+                "text": (
+                    "Patient identity conflict: DICOM study "
+                    f"{study_uid} names this patient's identifier with different demographics "
+                    f"({'; '.join(conflicts)}). The existing Patient was kept; review."
+                )
+            },
+            "subject": {"reference": f"Patient/{pid}"},
+        }
+        _put_if_changed(self.service, self.principal, uow, flag)
+
+
+def _put_if_changed(
+    service: FhirService, principal: Principal, uow: UnitOfWork, resource: Resource
+) -> None:
+    rtype, rid = str(resource["resourceType"]), str(resource["id"])
+    if _content(_read(uow, rtype, rid)) != resource:
+        service.update(principal, rtype, rid, resource, uow=uow)
+
+
+def _search(
+    service: FhirService, uow: UnitOfWork, resource_type: str, name: str, value: str
+) -> list[str]:
+    parsed = service.parse_query(resource_type, [(name, value)], strict=True)
+    query = SearchQuery(resource_type, parsed.criteria, count=50, total="none")
+    return [rid for _, rid in uow.tx.search(query).matches]

@@ -81,6 +81,20 @@ def final(status: str) -> Dataset:
     return ds
 
 
+def store_and_wait(hub: DicomHub, image: Dataset, folder: Path) -> dict[str, Any]:
+    """C-STORE ``image`` with dcmtk; its ImagingStudy once aggregated as ``available``."""
+    path = folder / f"{image.SOPInstanceUID}.dcm"
+    image.save_as(path, enforce_file_format=True)
+    assert hub.storescu(path).returncode == 0
+    deadline = time.monotonic() + 30
+    while (study := hub.read(f"ImagingStudy/{study_resource_id(image.StudyInstanceUID)}"))[
+        "status"
+    ] != "available":
+        assert time.monotonic() < deadline, study
+        time.sleep(0.05)
+    return study
+
+
 def order(hub: DicomHub, accession: str) -> dict[str, Any]:
     (found,) = hub.search("ServiceRequest", ("identifier", accession))
     return found
@@ -159,7 +173,8 @@ def test_discontinued_keeps_the_order_and_cancels_the_empty_study(
         ({"PerformedProcedureStepStatus": None}, 0x0120),
         ({"ScheduledStepAttributesSequence": None}, 0x0120),
         ({"PerformedProcedureStepStartDate": ""}, 0x0121),
-        ({"ScheduledStepAttributesSequence": DicomSequence([Dataset()])}, 0x0110),
+        # no Study Instance UID (Type 1 in the item, PS3.4 Table F.7.2-1)
+        ({"ScheduledStepAttributesSequence": DicomSequence([Dataset()])}, 0x0121),
     ],
 )
 def test_bad_n_create(
@@ -193,8 +208,8 @@ def test_malformed_attribute_lists(hub: DicomHub) -> None:
     hub.assert_still_serving()
 
 
-def test_unscheduled_and_unknown_steps(hub: DicomHub, assoc: Association) -> None:
-    ds = in_progress("NO-SUCH-ACC", "", "1.2.3.4")
+def test_unknown_orders_and_steps(hub: DicomHub, assoc: Association) -> None:
+    ds = in_progress("NO-SUCH-ACC", "", "1.2.3.4")  # names an order nobody placed
     status, _ = assoc.send_n_create(ds, MPPS_SOP_CLASS, generate_uid())
     assert status.Status == 0x0110
     status, _ = assoc.send_n_set(final("COMPLETED"), MPPS_SOP_CLASS, generate_uid())
@@ -204,6 +219,64 @@ def test_unscheduled_and_unknown_steps(hub: DicomHub, assoc: Association) -> Non
     assert assoc.send_n_create(ds, MPPS_SOP_CLASS, uid)[0].Status == 0x0000
     status, _ = assoc.send_n_set(final("DONE"), MPPS_SOP_CLASS, uid)
     assert status.Status == 0x0106
+
+
+def test_an_unscheduled_step_gets_an_order_of_its_own(
+    hub: DicomHub, assoc: Association, tmp_path: Path
+) -> None:
+    """IHE RAD-6 unscheduled case: no accession, requested procedure or scheduled step. The
+    step gets an order (ServiceRequest) for the patient its images will be filed under; the
+    study is registered, completed by the N-SET, and its images join it."""
+    study_uid, uid = generate_uid(), generate_uid()
+    ds = in_progress("", "", study_uid, PatientID="WALK-IN-7", PatientName="Walk^In")
+    ds.ScheduledStepAttributesSequence[0].ScheduledProcedureStepID = ""
+    ds.PatientBirthDate, ds.PatientSex = "19800101", "F"
+    ds.PerformedProcedureStepDescription = "CT head without contrast"
+    procedure = Dataset()
+    procedure.CodeValue, procedure.CodingSchemeDesignator = "30799-1", "LN"
+    procedure.CodeMeaning = "CT Head WO contrast"
+    ds.ProcedureCodeSequence = DicomSequence([procedure])
+    ds.PerformedStationName = "CT-ER"
+    assert assoc.send_n_create(ds, MPPS_SOP_CLASS, uid)[0].Status == 0x0000
+    (sr,) = hub.search("ServiceRequest", ("identifier", f"urn:dicom:uid|urn:oid:{uid}"))
+    assert_valid_r4(sr)
+    assert (sr["status"], sr["intent"]) == ("active", "order")
+    assert {"system": "urn:dicom:uid", "value": f"urn:oid:{study_uid}"} in sr["identifier"]
+    assert sr["code"] == {
+        "coding": [
+            {"system": "http://loinc.org", "code": "30799-1", "display": "CT Head WO contrast"}
+        ],
+        "text": "CT head without contrast",
+    }
+    assert sr["performer"] == [
+        {"type": "Device", "identifier": {"system": "urn:dicom:ae", "value": "MODALITY"},
+         "display": "CT-ER"}
+    ]  # fmt: skip
+    assert "Unscheduled" in sr["note"][0]["text"]
+    patient = hub.read(sr["subject"]["reference"])  # made from the step's demographics
+    assert_valid_r4(patient)
+    assert patient["identifier"][0]["value"] == "WALK-IN-7"
+    assert (patient["birthDate"], patient["gender"]) == ("1980-01-01", "female")
+    study = hub.read(f"ImagingStudy/{study_resource_id(study_uid)}")
+    assert study["status"] == "registered"
+    assert study["basedOn"] == [{"reference": f"ServiceRequest/{sr['id']}"}]
+    assert assoc.send_n_set(final("COMPLETED"), MPPS_SOP_CLASS, uid)[0].Status == 0x0000
+    (done,) = hub.search("ServiceRequest", ("identifier", f"urn:dicom:uid|urn:oid:{uid}"))
+    assert done["status"] == "completed"
+    # the images arrive: same Patient, the study keeps its order
+    image = make_ct(sop=generate_uid(), study=study_uid, patient_id="WALK-IN-7", name="Walk^In")
+    image.PatientBirthDate, image.PatientSex = "19800101", "F"
+    study = store_and_wait(hub, image, tmp_path)
+    assert study["subject"] == sr["subject"]
+    assert {"reference": f"ServiceRequest/{sr['id']}"} in study["basedOn"]
+    assert not hub.search("Flag", ("subject", sr["subject"]["reference"]))
+    # a second unscheduled step on the same study joins its order
+    again = generate_uid()
+    ds2 = in_progress("", "", study_uid, PatientID="WALK-IN-7")
+    ds2.ScheduledStepAttributesSequence[0].ScheduledProcedureStepID = ""
+    assert assoc.send_n_create(ds2, MPPS_SOP_CLASS, again)[0].Status == 0x0000
+    (same,) = hub.search("ServiceRequest", ("identifier", f"urn:dicom:uid|urn:oid:{again}"))
+    assert same["id"] == sr["id"]
 
 
 def test_an_n_create_without_a_uid_gets_one(hub: DicomHub, assoc: Association) -> None:
@@ -240,14 +313,6 @@ def test_the_registered_study_becomes_available_when_its_images_arrive(
     assert registered["status"] == "registered"
     image = make_ct(sop=generate_uid(), study=study_uid, patient_id="H-112233")
     image.AccessionNumber = "ACC-NR-5001"
-    path = tmp_path / "ct.dcm"
-    image.save_as(path, enforce_file_format=True)
-    assert hub.storescu(path).returncode == 0
-    deadline = time.monotonic() + 30
-    while (study := hub.read(f"ImagingStudy/{study_resource_id(study_uid)}"))[
-        "status"
-    ] != "available":
-        assert time.monotonic() < deadline, study
-        time.sleep(0.05)
+    study = store_and_wait(hub, image, tmp_path)
     assert study["numberOfInstances"] == 1
     assert registered["basedOn"][0] in study["basedOn"]
