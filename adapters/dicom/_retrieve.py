@@ -25,10 +25,11 @@ requests to :meth:`Retrieve.serve` (``_scp._PromptAssociation._serve_request``),
 response itself.
 
 Sub-operations send the stored data set (the blob after its PS3.10 file meta) unread, in the
-stored transfer syntax (a peer that did not accept that syntax for the SOP Class fails the
-sub-operation): read from the blob in PDU-sized pieces as the connection takes them (at most
-``MAX_QUEUED`` PDUs ahead), behind a C-STORE-RQ Command Set encoded here, as are the pending
-responses (pynetdicom's encoding of each command cost more than the rest of the sub-operation).
+stored transfer syntax (a C-MOVE destination that did not accept that syntax for the SOP Class
+fails the sub-operation; a C-GET requester may get it converted, see below): read from the
+blob in PDU-sized pieces as the connection takes them (at most ``MAX_QUEUED`` PDUs ahead),
+behind a C-STORE-RQ Command Set encoded here, as are the pending responses (pynetdicom's
+encoding of each command cost more than the rest of the sub-operation).
 
 - C-MOVE: one association to the destination (calling AE = our AE title, ``TCP_NODELAY`` through
   ``_destinations.associate``), one presentation context per SOP Class and stored transfer syntax
@@ -40,7 +41,10 @@ responses (pynetdicom's encoding of each command cost more than the rest of the 
   association, which is reopened and the instance sent once more; a second silence fails it
   (logged). A destination that cannot be reached again fails the rest.
 - C-GET: the C-STORE sub-operations go back over the requester's association, on the storage
-  contexts it proposed with the SCP role (SCP/SCU Role Selection, PS3.7 D.3.3.4).
+  contexts it proposed with the SCP role (SCP/SCU Role Selection, PS3.7 D.3.3.4): in the stored
+  syntax when it accepted that, else re-encoded or decompressed into Explicit or Implicit VR
+  Little Endian when it accepted one of those (``_transcode``; undecodable pixel data fails the
+  sub-operation).
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ from adapters.dicom._part10 import (
     IMPLEMENTATION_VERSION_NAME,
     read_file_meta,
 )
+from adapters.dicom._transcode import EXPLICIT_LE, IMPLICIT_LE, can_convert, transcode
+from hub.errors import Unprocessable
 from hub.ports import BlobStore, DicomInstanceRecord, DicomInstanceStore
 
 log = logging.getLogger("pixelhub.dicom")
@@ -357,6 +363,7 @@ def send_stored(
     timeout: float,
     originator: tuple[str, int] | None = None,
     direct: bool = False,
+    data: bytes | None = None,
 ) -> int | None:
     """C-STORE one stored instance (PS3.7 9.1.1): the data set after the blob's file meta, read
     in pieces and sent as they are (never decoded). With ``direct`` (``send_pdvs``), the P-DATA
@@ -367,7 +374,7 @@ def send_stored(
     command = store_request(instance, message_id, originator)
     limit = assoc.dimse.maximum_pdu_size  # the peer's; 0 = no limit
     try:
-        blob = blobs.open(instance.blob_key)
+        blob = BytesIO(data) if data is not None else blobs.open(instance.blob_key)
         offset, _meta = read_file_meta(blob)
         remaining = blob.seek(0, os.SEEK_END) - offset
         blob.seek(offset)
@@ -904,16 +911,35 @@ class Retrieve:
                 )
 
     def _get(self, event: Event, answer: _Answer, tally: Tally, instances: list[Instance]) -> None:
+        """C-GET sub-operations over the requester's association, in the stored transfer
+        syntax when it accepted that for the SOP Class, else in Explicit or Implicit VR Little
+        Endian when it accepted one of those and the instance can be converted (``_transcode``:
+        re-encoded, or decompressed; PS3.4 C.4.3.3.1 leaves the syntax to the negotiation)."""
         assoc = event.assoc
         accepted = storage_contexts(assoc)
 
         def send(instance: Instance, message_id: int) -> int | None:
-            context_id = accepted.get((instance.sop_class_uid, instance.transfer_syntax_uid))
+            stored = instance.transfer_syntax_uid
+            context_id = accepted.get((instance.sop_class_uid, stored))
+            data = None
             if context_id is None:
-                raise NoContext(instance.sop_instance_uid)
+                target = next(
+                    (t for t in (EXPLICIT_LE, IMPLICIT_LE)
+                     if (instance.sop_class_uid, t) in accepted and can_convert(stored, t)),
+                    None,
+                )  # fmt: skip
+                if target is None:
+                    raise NoContext(instance.sop_instance_uid)
+                context_id = accepted[(instance.sop_class_uid, target)]
+                try:
+                    with self.blobs.open(instance.blob_key) as blob:
+                        data = transcode(blob.read(), target)
+                except Unprocessable as exc:
+                    log.warning("C-GET of %s not converted: %s", instance.sop_instance_uid, exc)
+                    return None
             return send_stored(
                 assoc, context_id, instance, self.blobs, message_id=message_id,
-                timeout=self.timeout,
+                timeout=self.timeout, data=data,
             )  # fmt: skip
 
         self._run(event, answer, tally, instances, send)

@@ -14,11 +14,6 @@ DICOM = "application/dicom"
 OCTET = "application/octet-stream"
 JPEG = "image/jpeg"
 PNG = "image/png"
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-DEFLATED_LE = "1.2.840.10008.1.2.1.99"
-# Native (uncompressed) little-endian syntaxes: their pixel data are the same bytes in each.
-NATIVE_LE = frozenset({IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE})
 # PS3.18 8.7.3: the media type of encapsulated pixel data (a frame) by transfer syntax.
 _JPEG = ("50", "51", "57", "70")
 _VIDEO_MP4 = ("102", "103", "104", "105", "106", "107", "108")

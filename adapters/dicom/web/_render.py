@@ -1,12 +1,12 @@
 """Rendered images of DICOM instances (DICOM PS3.18 10.4 Retrieve Rendered, 8.3.5 rendering
 query parameters; used by WADO-RS ``/rendered`` and ``/thumbnail`` and by WADO-URI).
 
-One frame is decoded with pydicom (compressed syntaxes through its pixel data plugins: Pillow,
-GDCM, pylibjpeg-openjpeg for HTJ2K, ``_jpeg12`` for 12-bit JPEG Extended), then: the Modality
-LUT (PS3.3 C.11.1), the VOI window of the request or of the file (PS3.3 C.11.2.1.2: LINEAR,
-LINEAR_EXACT, SIGMOID; the full range when the file has none), MONOCHROME1 inverted, colour
-converted to RGB (palette colour through its LUTs), scaled to fit the viewport keeping the
-aspect ratio, and encoded as JPEG (the default) or PNG with Pillow.
+One frame is decoded with pydicom (compressed syntaxes through its pixel data plugins, as
+``adapters.dicom._transcode`` lists them), then: the Modality LUT (PS3.3 C.11.1), the VOI window
+of the request or of the file (PS3.3 C.11.2.1.2: LINEAR, LINEAR_EXACT, SIGMOID; the full range
+when the file has none), MONOCHROME1 inverted, colour converted to RGB (palette colour through
+its LUTs), scaled to fit the viewport keeping the aspect ratio, and encoded as JPEG (the
+default) or PNG with Pillow.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
-from pydicom.uid import JPEGExtended12Bit
 
-from adapters.dicom.web import _jpeg12
+from adapters.dicom._transcode import DECODE_ERRORS
 from adapters.dicom.web._media import JPEG, PNG, MediaRange
 from hub.errors import InvalidRequest, NotAcceptable, NotFound, Unprocessable
 
@@ -32,12 +30,7 @@ MAX_VIEWPORT = 8192
 _MAX_WINDOW = 1e12  # beyond any pixel value; keeps float32 arithmetic finite (NaN fails too)
 THUMBNAIL = (128, 128)
 _FUNCTIONS = {"linear": "linear", "linear-exact": "linear-exact", "sigmoid": "sigmoid"}
-# What pydicom's decoders raise for a syntax without a usable plugin or damaged pixel data.
-DECODE_ERRORS = (NotImplementedError, RuntimeError, ValueError, AttributeError, KeyError)
 _FILE_FUNCTIONS = {"LINEAR": "linear", "LINEAR_EXACT": "linear-exact", "SIGMOID": "sigmoid"}
-
-if _jpeg12.LABEL not in get_decoder(JPEGExtended12Bit).available_plugins:
-    get_decoder(JPEGExtended12Bit).add_plugin(_jpeg12.LABEL, (_jpeg12.__name__, "decode_frame"))
 
 
 @dataclass(frozen=True)

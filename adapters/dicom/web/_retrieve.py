@@ -13,7 +13,6 @@ for a compressed syntax other than the stored one is answered 406, naming the st
 
 from __future__ import annotations
 
-import io
 import logging
 import struct
 import threading
@@ -29,16 +28,20 @@ from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
-from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import pack_bits
 from pydicom.uid import UID
 
+from adapters.dicom._transcode import (
+    DECODE_ERRORS,
+    EXPLICIT_LE,
+    NATIVE_LE,
+    can_convert,
+    can_decode,
+    transcode,
+)
 from adapters.dicom.web._access import DicomWeb
 from adapters.dicom.web._media import (
     DICOM,
-    EXPLICIT_LE,
-    IMPLICIT_LE,
-    NATIVE_LE,
     OCTET,
     MediaRange,
     check_uid,
@@ -46,7 +49,7 @@ from adapters.dicom.web._media import (
     part_head,
     pixel_media,
 )
-from adapters.dicom.web._render import DECODE_ERRORS, decode_frame, frame_count
+from adapters.dicom.web._render import decode_frame, frame_count
 from hub.auth import Principal
 from hub.errors import (
     HubError,
@@ -135,21 +138,6 @@ def _order(record: DicomInstanceRecord) -> tuple[str, int, str]:
 # ------------------------------------------------------------------ transfer syntaxes
 
 
-def can_decode(transfer_syntax: str) -> bool:
-    try:
-        return bool(get_decoder(UID(transfer_syntax)).is_available)
-    except NotImplementedError:
-        return False
-
-
-def can_convert(stored: str, target: str) -> bool:
-    """Whether PixelHub can serve an instance stored as ``stored`` in ``target``: only into a
-    native little-endian syntax, from another one or by decompressing."""
-    if target not in (EXPLICIT_LE, IMPLICIT_LE):
-        return False
-    return stored in NATIVE_LE or (UID(stored).is_encapsulated and can_decode(stored))
-
-
 def dicom_accept(ranges: list[MediaRange]) -> tuple[bool, list[str]]:
     """From ``Accept``: whether a multipart body is wanted, and the transfer syntaxes acceptable
     for its application/dicom parts, preferred first (``*``: any, i.e. as stored)."""
@@ -187,21 +175,6 @@ def target_syntaxes(records: Sequence[DicomInstanceRecord], wanted: list[str]) -
             )
         targets.append(stored if target == "*" else target)
     return targets
-
-
-def transcode(data: bytes, target: str) -> bytes:
-    """An instance re-encoded in a native syntax, decompressed first if need be (the SOP
-    Instance UID is kept: PS3.5 8.2 allows a lossless change of syntax)."""
-    ds = dcmread(io.BytesIO(data))
-    if ds.file_meta.TransferSyntaxUID.is_encapsulated:
-        try:
-            ds.decompress(generate_instance_uid=False)
-        except DECODE_ERRORS as exc:
-            raise Unprocessable(f"The pixel data cannot be decompressed here: {exc}") from exc
-    ds.file_meta.TransferSyntaxUID = UID(target)
-    out = io.BytesIO()
-    ds.save_as(out, implicit_vr=target == IMPLICIT_LE, little_endian=True, enforce_file_format=True)
-    return out.getvalue()
 
 
 def instance_bytes(blobs: BlobStore, record: DicomInstanceRecord, target: str) -> bytes:

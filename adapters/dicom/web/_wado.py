@@ -18,10 +18,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from pydicom.uid import UID
 
+from adapters.dicom._transcode import EXPLICIT_LE
 from adapters.dicom.web._access import DICOM_JSON, DicomWeb
 from adapters.dicom.web._media import (
     DICOM,
-    EXPLICIT_LE,
     OCTET,
     MediaRange,
     check_frames,

@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from fastapi import APIRouter, Request, Response
 from pydicom.dataset import Dataset
 
+from adapters.dicom._transcode import EXPLICIT_LE
 from adapters.dicom.web._access import DicomWeb
-from adapters.dicom.web._media import DICOM, EXPLICIT_LE, JPEG, PNG, check_uid, parse_accept
+from adapters.dicom.web._media import DICOM, JPEG, PNG, check_uid, parse_accept
 from adapters.dicom.web._render import (
     Rendering,
     encapsulated_document,

@@ -21,6 +21,7 @@ import pynetdicom.association
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, build_role, evt
 from pynetdicom.sop_class import CTImageStorage
@@ -326,11 +327,11 @@ def test_get_study_series_image_and_patient_root(world: World, tmp_path: Path) -
     assert got.status == "0x0000" and got.count("Completed") == 4, got.log[-3000:]
 
 
-def test_instances_go_in_their_stored_transfer_syntax(
+def test_stored_syntax_to_destinations_converted_for_get_requesters(
     dicom_hub_factory: Callable[..., DicomHub], world: World, tmp_path: Path
 ) -> None:
-    """No transcoding: a JPEG Baseline instance goes as JPEG to storescp (+xa accepts it) and
-    fails its sub-operation for getscu, which proposes uncompressed syntaxes only."""
+    """A JPEG Baseline instance goes as stored to storescp (+xa accepts JPEG) and, decompressed
+    into the uncompressed syntax it accepted, to getscu (which proposes no compressed one)."""
     hub = dicom_hub_factory(
         dicom_allowed_peers=RETRIEVE_PEERS,
         dicom_destinations=[f"DEST=127.0.0.1:{world.ports['DEST']}"],
@@ -341,17 +342,26 @@ def test_instances_go_in_their_stored_transfer_syntax(
     jpeg.StudyInstanceUID, jpeg.SOPInstanceUID = study, sc
     jpeg.file_meta.MediaStorageSOPInstanceUID = sc
     jpeg.save_as(tmp_path / "sc.dcm", enforce_file_format=True)
-    for name in ("ct.dcm", "sc.dcm"):
+    damaged = pydicom.dcmread(tmp_path / "sc.dcm")  # its JPEG stream is noise: cannot decode
+    bad = damaged.SOPInstanceUID = damaged.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    damaged.PixelData = encapsulate([b"\xff\xd8" + bytes(range(256)) * 4 + b"\xff\xd9"])
+    damaged.save_as(tmp_path / "bad.dcm", enforce_file_format=True)
+    for name in ("ct.dcm", "sc.dcm", "bad.dcm"):
         assert hub.dcmsend(tmp_path / name).returncode == 0
     assert hub.store.get(sc).transfer_syntax_uid == "1.2.840.10008.1.2.4.50"
     mixed = World(hub, tmp_path, world.received, world.ports, {}, {}, {})
     moved = movescu(mixed, "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}")
-    assert moved.status == "0x0000" and moved.count("Completed") == 2, moved.log[-3000:]
+    assert moved.status == "0x0000" and moved.count("Completed") == 3, moved.log[-3000:]
     assert_received(mixed, world.received, [ct])
-    assert_received(mixed, world.received, [sc], prefix="SC.")
+    assert_received(mixed, world.received, [sc, bad], prefix="SC.")
     got = getscu(mixed, tmp_path / "got", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}")
-    assert got.count("Completed") == 1 and got.count("Failed") == 1, got.log[-3000:]
-    assert [p.name for p in (tmp_path / "got").iterdir()] == [ct]
+    assert got.status == "0xb000", got.log[-3000:]
+    assert (got.count("Completed"), got.count("Failed")) == (2, 1), got.log[-3000:]
+    assert sorted(p.name for p in (tmp_path / "got").iterdir()) == sorted([ct, sc])
+    converted = pydicom.dcmread(tmp_path / "got" / sc)
+    assert not converted.file_meta.TransferSyntaxUID.is_compressed
+    assert converted.SOPInstanceUID == sc  # a lossless change of syntax keeps it (PS3.5 8.2)
+    assert (converted.pixel_array == jpeg.pixel_array).all()
 
 
 def test_the_requester_as_its_own_destination(world: World, tmp_path: Path) -> None:

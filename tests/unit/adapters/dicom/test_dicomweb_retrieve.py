@@ -12,9 +12,8 @@ import orjson
 import pytest
 from PIL import Image
 
+from adapters.dicom._transcode import EXPLICIT_LE, IMPLICIT_LE
 from adapters.dicom.web._media import (
-    EXPLICIT_LE,
-    IMPLICIT_LE,
     check_uid,
     multipart_body,
     parse_accept,

@@ -4,7 +4,7 @@
 pydicom's GDCM plugin refuses 12-bit samples and its Pillow plugin cannot read them; the other
 decoder that can (pylibjpeg-libjpeg) is GPL. python-gdcm's JPEG codec decodes them with its
 12-bit IJG library (the same pixels as dcmtk's ``dcmdjpeg``; it first writes "Unsupported JPEG
-data precision 12" to stderr, then retries with that library). Registered by ``_render``, after
+data precision 12" to stderr, then retries with that library). Registered by ``_transcode``, after
 pydicom's own plugins, so 8-bit JPEG Extended still goes to them.
 """
 
