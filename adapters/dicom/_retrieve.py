@@ -227,7 +227,9 @@ def storage_contexts(assoc: Association) -> dict[tuple[str, str], int]:
     return found
 
 
-def _association_gone(assoc: Association) -> bool:
+def association_gone(assoc: Association) -> bool:
+    """The association ended, or its peer aborted it or went away: while a handler runs on the
+    reactor's thread, ``is_established`` alone does not change (the reactor updates it)."""
     return not assoc.is_established or not assoc.dul.is_alive() or assoc.acse.is_aborted()
 
 
@@ -276,7 +278,7 @@ def _put(assoc: Association, context_id: int, flags: int, fragment: bytes, timeo
     outgoing = assoc.dul.to_provider_queue
     backlog, since = outgoing.qsize(), time.monotonic()
     while backlog >= MAX_QUEUED:
-        if _association_gone(assoc):
+        if association_gone(assoc):
             raise ConnectionError("association ended")
         time.sleep(0.001)
         now, size = time.monotonic(), outgoing.qsize()
@@ -318,7 +320,7 @@ def _write(assoc: Association, raw: socket.socket, data: bytes, timeout: float) 
         if sent:
             view, since = view[sent:], time.monotonic()
             continue
-        if _association_gone(assoc):
+        if association_gone(assoc):
             raise ConnectionError("association ended")
         if time.monotonic() - since > timeout:
             raise TimeoutError("the peer does not read")
@@ -490,7 +492,7 @@ def _response(assoc: Association, message_id: int, timeout: float) -> int | None
         if message is not None:
             log.warning("DICOM %s ignored while waiting for a C-STORE-RSP", type(message).__name__)
             continue
-        if _association_gone(assoc):
+        if association_gone(assoc):
             return None
         now, size = time.monotonic(), outgoing.qsize()
         if size != backlog:
@@ -754,7 +756,7 @@ class _MoveLink:
         transport = assoc.dul.socket
         raw = transport.socket if transport is not None else None
         try:
-            if abort or _association_gone(assoc):
+            if abort or association_gone(assoc):
                 assoc.abort()
             else:
                 assoc.release()
@@ -830,7 +832,7 @@ class Retrieve:
             answer.send(exc.status, text=exc.comment)
         except Exception:
             log.exception("C-%s from %s failed", "MOVE" if move else "GET", calling[0])
-            if not _association_gone(event.assoc):
+            if not association_gone(event.assoc):
                 answer.send(UNABLE_TO_PROCESS, tally, text="Internal error")
         finally:
             if self.audit is not None:
@@ -862,7 +864,7 @@ class Retrieve:
             if event.is_cancelled:
                 answer.send(CANCEL, tally, remaining=True)
                 return
-            if _association_gone(assoc):
+            if association_gone(assoc):
                 return
             try:
                 status = send(instance, (first_id + n) % 0xFFFF + 1)

@@ -96,7 +96,12 @@ from adapters.dicom._mpps import (
     PerformedProcedureSteps,
 )
 from adapters.dicom._part10 import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, file_meta
-from adapters.dicom._retrieve import GET_SOP_CLASSES, MOVE_SOP_CLASSES, Retrieve
+from adapters.dicom._retrieve import (
+    GET_SOP_CLASSES,
+    MOVE_SOP_CLASSES,
+    Retrieve,
+    association_gone,
+)
 from adapters.dicom._structure import check_structure
 from adapters.dicom._worklist import MODALITY_WORKLIST_FIND, Worklist
 from hub.errors import HubError
@@ -902,7 +907,7 @@ class StorageScp:
         responses = self._find_responses(event)
         with contextlib.closing(responses):
             for status, identifier in responses:
-                if not event.assoc.is_established:
+                if association_gone(event.assoc):
                     return
                 answer = C_FIND()
                 answer.MessageIDBeingRespondedTo = request.MessageID

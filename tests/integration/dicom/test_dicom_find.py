@@ -33,7 +33,7 @@ from tests.integration.dicom.dicom_support import (
     make_ct,
     start_dicom_hub,
 )
-from tests.integration.dicom.test_dicom_audit import journal
+from tests.integration.dicom.test_dicom_audit import journal, journaled
 
 MR_CLASS = "1.2.840.10008.5.1.4.1.1.4"
 FIND_PEERS = [*PEERS, "FINDSCU"]
@@ -467,14 +467,10 @@ def bulk_hub(
     return dicom_hub_factory(dicom_allowed_peers=FIND_PEERS, dicom_max_find_results=1000)
 
 
-def test_cancel_stops_the_answers(
-    bulk_hub: DicomHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    study = generate_uid()
-    _fill(bulk_hub, study, 300)
-    # Small, slow pages, so the SCP is still answering when the C-CANCEL arrives (otherwise
-    # all 300 small responses fit in the socket buffers before the SCU reads the first).
-    store = bulk_hub.store
+def _slow_pages(hub: DicomHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small, slow pages of matches, so the SCP is still answering when the requester acts
+    (otherwise hundreds of small responses fit in the socket buffers before it reads one)."""
+    store = hub.store
     find = store.find
 
     def slow_find(*args: Any, **kwargs: Any) -> Any:
@@ -483,6 +479,14 @@ def test_cancel_stops_the_answers(
 
     monkeypatch.setattr(adapters.dicom._find, "PAGE", 5)
     monkeypatch.setattr(store, "find", slow_find)
+
+
+def test_cancel_stops_the_answers(
+    bulk_hub: DicomHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = generate_uid()
+    _fill(bulk_hub, study, 300)
+    _slow_pages(bulk_hub, monkeypatch)
     # dcmtk findscu --cancel 3: C-CANCEL after the third pending response
     found = findscu(
         bulk_hub, tmp_path, "QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={study}",
@@ -508,6 +512,44 @@ def test_cancel_stops_the_answers(
         assert len(statuses) < 301
     finally:
         assoc.release()
+
+
+def test_a_requester_vanishing_mid_answer(
+    bulk_hub: DicomHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SCU aborts after the first pending response: the SCP stops answering, audits the
+    query as ended by the association (with the matches sent), and keeps serving others."""
+    study = generate_uid()
+    _fill(bulk_hub, study, 200)
+    _slow_pages(bulk_hub, monkeypatch)
+    assoc = _associate(bulk_hub)
+    query = Dataset()
+    query.QueryRetrieveLevel = "IMAGE"
+    query.StudyInstanceUID = study
+    query.SOPInstanceUID = ""
+    for status, _identifier in assoc.send_c_find(query, STUDY_ROOT_FIND):
+        assert status.Status == 0xFF00
+        assoc.abort()
+        break
+    deadline = time.monotonic() + 10
+    while not (ended := [e for e in journaled(bulk_hub, "110112") if e["outcome"] == "8"]):
+        assert time.monotonic() < deadline, [
+            (e["outcome"], e.get("outcomeDesc"), e["entity"][0].get("description"))
+            for e in journaled(bulk_hub, "110112")
+        ]
+        time.sleep(0.05)
+    (event,) = ended
+    assert "association ended" in event["outcomeDesc"]
+    sent = int(event["outcomeDesc"].split(" match")[0])
+    assert 1 <= sent < 200
+    monkeypatch.undo()
+    bulk_hub.assert_still_serving()
+    assoc = _associate(bulk_hub)
+    try:
+        answers = [s.Status for s, _ in assoc.send_c_find(query, STUDY_ROOT_FIND)]
+    finally:
+        assoc.release()
+    assert answers.count(0xFF00) == 200 and answers[-1] == 0x0000
 
 
 def test_result_cap(dicom_hub_factory: Callable[..., DicomHub], tmp_path: Path) -> None:
