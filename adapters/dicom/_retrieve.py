@@ -25,26 +25,27 @@ requests to :meth:`Retrieve.serve` (``_scp._PromptAssociation._serve_request``),
 response itself.
 
 Sub-operations send the stored data set (the blob after its PS3.10 file meta) unread, in the
-stored transfer syntax (a C-MOVE destination that did not accept that syntax for the SOP Class
-fails the sub-operation; a C-GET requester may get it converted, see below): read from the
-blob in PDU-sized pieces as the connection takes them (at most ``MAX_QUEUED`` PDUs ahead),
-behind a C-STORE-RQ Command Set encoded here, as are the pending responses (pynetdicom's
-encoding of each command cost more than the rest of the sub-operation).
+stored transfer syntax, or converted when the peer accepted only a native one (see the last
+item): read from the blob in PDU-sized pieces as the connection takes them (at most
+``MAX_QUEUED`` PDUs ahead), behind a C-STORE-RQ Command Set encoded here, as are the pending
+responses (pynetdicom's encoding of each command cost more than the rest of the sub-operation).
 
 - C-MOVE: one association to the destination (calling AE = our AE title, ``TCP_NODELAY`` through
-  ``_destinations.associate``), one presentation context per SOP Class and stored transfer syntax
-  (at most 128). pynetdicom 3.0's sender race (its association reactor takes the C-STORE-RSP off
-  the queue, logs "unexpected C-STORE service message", the sender stalls for the DIMSE timeout) is
-  removed at its cause: the reactor of our sending association never takes a message
-  (:class:`_SenderDimse`). And guarded: a sub-operation whose response has not come ``timeout`` s
-  after its last byte left (or whose bytes the peer stopped taking for as long) aborts the
-  association, which is reopened and the instance sent once more; a second silence fails it
-  (logged). A destination that cannot be reached again fails the rest.
+  ``_destinations.associate``), one presentation context per SOP Class and stored transfer syntax,
+  then one per SOP Class offering Explicit and Implicit VR Little Endian (at most 128 in all).
+  pynetdicom 3.0's sender race (its association reactor takes the C-STORE-RSP off the queue, logs
+  "unexpected C-STORE service message", the sender stalls for the DIMSE timeout) is removed at its
+  cause: the reactor of our sending association never takes a message (:class:`_SenderDimse`). And
+  guarded: a sub-operation whose response has not come ``timeout`` s after its last byte left (or
+  whose bytes the peer stopped taking for as long) aborts the association, which is reopened and
+  the instance sent once more; a second silence fails it (logged). A destination that cannot be
+  reached again fails the rest.
 - C-GET: the C-STORE sub-operations go back over the requester's association, on the storage
-  contexts it proposed with the SCP role (SCP/SCU Role Selection, PS3.7 D.3.3.4): in the stored
-  syntax when it accepted that, else re-encoded or decompressed into Explicit or Implicit VR
-  Little Endian when it accepted one of those (``_transcode``; undecodable pixel data fails the
-  sub-operation).
+  contexts it proposed with the SCP role (SCP/SCU Role Selection, PS3.7 D.3.3.4).
+- Either way, an instance goes in its stored syntax when the peer accepted that for its SOP
+  Class, else re-encoded or decompressed into Explicit or Implicit VR Little Endian when it
+  accepted one of those (``_transcode``); pixel data that cannot be decoded here fail the
+  sub-operation.
 """
 
 from __future__ import annotations
@@ -206,6 +207,30 @@ def list_instances(
 
 class NoContext(Exception):
     """No accepted presentation context fits an instance's SOP Class and transfer syntax."""
+
+
+def sendable(
+    accepted: dict[tuple[str, str], int], instance: Instance, blobs: BlobStore
+) -> tuple[int, bytes | None]:
+    """The accepted context to C-STORE ``instance`` on, and its bytes when they are not the
+    stored ones: the stored syntax when accepted for its SOP Class, else Explicit or Implicit
+    VR Little Endian when accepted and the instance converts (``_transcode``: re-encoded, or
+    decompressed; PS3.4 C.4.2.3.1 and C.4.3.3.1 leave the syntax to the negotiation).
+    ``NoContext`` when none fits or the pixel data cannot be decompressed here (logged)."""
+    stored = instance.transfer_syntax_uid
+    context_id = accepted.get((instance.sop_class_uid, stored))
+    if context_id is not None:
+        return context_id, None
+    for target in (EXPLICIT_LE, IMPLICIT_LE):
+        context_id = accepted.get((instance.sop_class_uid, target))
+        if context_id is not None and can_convert(stored, target):
+            try:
+                with blobs.open(instance.blob_key) as blob:
+                    return context_id, transcode(blob.read(), target)
+            except Unprocessable as exc:
+                log.warning("%s not converted to %s: %s", instance.sop_instance_uid, target, exc)
+                break
+    raise NoContext(instance.sop_instance_uid)
 
 
 class Unreadable(Exception):
@@ -688,10 +713,15 @@ class _MoveLink:
     def __init__(self, retrieve: Retrieve, destination: Destination, instances: list[Instance]):
         self.retrieve = retrieve
         self.destination = destination
-        pairs = dict.fromkeys((i.sop_class_uid, i.transfer_syntax_uid) for i in instances)
+        pairs = list(dict.fromkeys((i.sop_class_uid, i.transfer_syntax_uid) for i in instances))
+        # one context per SOP Class and stored syntax, then, room permitting, one per SOP Class
+        # stored in another syntax than Explicit VR Little Endian offering the native ones, for
+        # a destination that accepts no compressed syntax (see ``sendable``)
+        fallbacks = dict.fromkeys(c for c, syntax in pairs if syntax != EXPLICIT_LE)
         self.contexts: list[PresentationContext] = [
-            build_context(sop_class, [syntax]) for sop_class, syntax in list(pairs)[:MAX_CONTEXTS]
-        ]
+            *(build_context(sop_class, [syntax]) for sop_class, syntax in pairs),
+            *(build_context(sop_class, [EXPLICIT_LE, IMPLICIT_LE]) for sop_class in fallbacks),
+        ][:MAX_CONTEXTS]
         self.assoc: Association | None = None
         self.accepted: dict[tuple[str, str], int] = {}
         self.reason = ""
@@ -723,18 +753,16 @@ class _MoveLink:
 
     def send(self, instance: Instance, message_id: int, originator: tuple[str, int]) -> int | None:
         """The sub-operation's status (``None``: failed without one); ``NoContext`` when the
-        destination did not accept the instance's SOP Class in its stored transfer syntax;
-        ``DestinationLost`` when it cannot be reached again."""
+        destination accepted neither the instance's stored syntax for its SOP Class nor one it
+        converts to (``sendable``); ``DestinationLost`` when it cannot be reached again."""
         for attempt in (1, 2):
             if self.assoc is None and not self.open():
                 raise DestinationLost(self.reason)
             assoc = cast(Association, self.assoc)
-            context_id = self.accepted.get((instance.sop_class_uid, instance.transfer_syntax_uid))
-            if context_id is None:
-                raise NoContext(instance.sop_instance_uid)
+            context_id, data = sendable(self.accepted, instance, self.retrieve.blobs)
             status = send_stored(
                 assoc, context_id, instance, self.retrieve.blobs, message_id=message_id,
-                timeout=self.retrieve.timeout, originator=originator, direct=True,
+                timeout=self.retrieve.timeout, originator=originator, direct=True, data=data,
             )  # fmt: skip
             if status is not None:
                 return status
@@ -913,32 +941,13 @@ class Retrieve:
                 )
 
     def _get(self, event: Event, answer: _Answer, tally: Tally, instances: list[Instance]) -> None:
-        """C-GET sub-operations over the requester's association, in the stored transfer
-        syntax when it accepted that for the SOP Class, else in Explicit or Implicit VR Little
-        Endian when it accepted one of those and the instance can be converted (``_transcode``:
-        re-encoded, or decompressed; PS3.4 C.4.3.3.1 leaves the syntax to the negotiation)."""
+        """C-GET sub-operations over the requester's association, each in the syntax
+        :func:`sendable` picks among the contexts it accepted."""
         assoc = event.assoc
         accepted = storage_contexts(assoc)
 
         def send(instance: Instance, message_id: int) -> int | None:
-            stored = instance.transfer_syntax_uid
-            context_id = accepted.get((instance.sop_class_uid, stored))
-            data = None
-            if context_id is None:
-                target = next(
-                    (t for t in (EXPLICIT_LE, IMPLICIT_LE)
-                     if (instance.sop_class_uid, t) in accepted and can_convert(stored, t)),
-                    None,
-                )  # fmt: skip
-                if target is None:
-                    raise NoContext(instance.sop_instance_uid)
-                context_id = accepted[(instance.sop_class_uid, target)]
-                try:
-                    with self.blobs.open(instance.blob_key) as blob:
-                        data = transcode(blob.read(), target)
-                except Unprocessable as exc:
-                    log.warning("C-GET of %s not converted: %s", instance.sop_instance_uid, exc)
-                    return None
+            context_id, data = sendable(accepted, instance, self.blobs)
             return send_stored(
                 assoc, context_id, instance, self.blobs, message_id=message_id,
                 timeout=self.timeout, data=data,

@@ -99,9 +99,11 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20)
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def storescp(port: int, out: Path, *extra: str) -> subprocess.Popen[bytes]:
+def storescp(port: int, out: Path, *extra: str, compressed: bool = True) -> subprocess.Popen[bytes]:
+    """dcmtk's storescp; ``compressed`` False: it accepts the uncompressed syntaxes only."""
+    accept = ["+xa"] if compressed else []
     process = subprocess.Popen(
-        ["/usr/bin/storescp", "-aet", "DEST", "-od", str(out), "+B", "+xa", *extra, str(port)],
+        ["/usr/bin/storescp", "-aet", "DEST", "-od", str(out), "+B", *accept, *extra, str(port)],
         env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     _wait_port(port, process)
@@ -330,11 +332,19 @@ def test_get_study_series_image_and_patient_root(world: World, tmp_path: Path) -
 def test_stored_syntax_to_destinations_converted_for_get_requesters(
     dicom_hub_factory: Callable[..., DicomHub], world: World, tmp_path: Path
 ) -> None:
-    """A JPEG Baseline instance goes as stored to storescp (+xa accepts JPEG) and, decompressed
-    into the uncompressed syntax it accepted, to getscu (which proposes no compressed one)."""
+    """A JPEG Baseline instance goes as stored to a storescp that accepts JPEG and,
+    decompressed into the uncompressed syntax they accepted, to one that does not and to
+    getscu (which proposes no compressed syntax); an instance whose JPEG stream cannot be
+    decoded fails there."""
+    plain_port, plain_out = free_port(), tmp_path / "plain"
+    plain_out.mkdir()
+    plain = storescp(plain_port, plain_out, compressed=False)
     hub = dicom_hub_factory(
         dicom_allowed_peers=RETRIEVE_PEERS,
-        dicom_destinations=[f"DEST=127.0.0.1:{world.ports['DEST']}"],
+        dicom_destinations=[
+            f"DEST=127.0.0.1:{world.ports['DEST']}",
+            f"PLAIN=127.0.0.1:{plain_port}",
+        ],
     )
     study, ct, sc = generate_uid(), generate_uid(), generate_uid()
     make_ct(sop=ct, study=study).save_as(tmp_path / "ct.dcm", enforce_file_format=True)
@@ -358,10 +368,21 @@ def test_stored_syntax_to_destinations_converted_for_get_requesters(
     assert got.status == "0xb000", got.log[-3000:]
     assert (got.count("Completed"), got.count("Failed")) == (2, 1), got.log[-3000:]
     assert sorted(p.name for p in (tmp_path / "got").iterdir()) == sorted([ct, sc])
-    converted = pydicom.dcmread(tmp_path / "got" / sc)
-    assert not converted.file_meta.TransferSyntaxUID.is_compressed
-    assert converted.SOPInstanceUID == sc  # a lossless change of syntax keeps it (PS3.5 8.2)
-    assert (converted.pixel_array == jpeg.pixel_array).all()
+    try:
+        to_plain = movescu(
+            mixed, "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={study}", dest="PLAIN"
+        )
+    finally:
+        stop_process(plain)
+    assert to_plain.status == "0xb000", to_plain.log[-3000:]
+    assert (to_plain.count("Completed"), to_plain.count("Failed")) == (2, 1)
+    for converted in (
+        pydicom.dcmread(tmp_path / "got" / sc),
+        pydicom.dcmread(plain_out / f"SC.{sc}"),
+    ):
+        assert not converted.file_meta.TransferSyntaxUID.is_compressed
+        assert converted.SOPInstanceUID == sc  # a lossless change of syntax keeps it (PS3.5 8.2)
+        assert (converted.pixel_array == jpeg.pixel_array).all()
 
 
 def test_the_requester_as_its_own_destination(world: World, tmp_path: Path) -> None:
