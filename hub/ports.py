@@ -79,6 +79,15 @@ class Transaction(Protocol):
         ``meta.lastUpdated`` set in a copy of ``resource``. ``expected_version`` (from
         ``If-Match``) must equal the current version, else ``PreconditionFailed``."""
 
+    def create_many(
+        self,
+        resource_type: str,
+        items: Sequence[tuple[str, dict[str, object], Sequence[IndexEntry]]],
+    ) -> int:
+        """Create each ``(id, resource, index)`` as version 1, skipping ids already stored (a
+        tombstone counts as stored): for records written once and never changed, such as
+        AuditEvents, in bulk. Returns how many were created."""
+
     def delete(
         self, resource_type: str, id: str, *, expected_version: int | None = None
     ) -> StoredResource | None:

@@ -145,6 +145,19 @@ class PostgresTransaction:
             state.counts[resource_type] = state.counts.get(resource_type, 0) + 1
         return StoredResource(resource_type, id, version, stamp, data, method)
 
+    def create_many(
+        self,
+        resource_type: str,
+        items: Sequence[tuple[str, dict[str, object], Sequence[IndexEntry]]],
+    ) -> int:
+        """Create each ``(id, resource, index)`` as version 1 unless its id is stored already."""
+        created = 0
+        for id, resource, index in items:
+            if self.read(resource_type, id) is None:
+                self.put(resource_type, id, resource, index)
+                created += 1
+        return created
+
     def delete(
         self, resource_type: str, id: str, *, expected_version: int | None = None
     ) -> StoredResource | None:

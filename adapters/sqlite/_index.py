@@ -51,12 +51,26 @@ def write_index(
     entries: Sequence[IndexEntry],
 ) -> None:
     """Insert ``entries`` for resource ``res_pk`` (its previous rows must be gone)."""
+    write_index_many(db, conn, resource_type, [(res_pk, entries)])
+
+
+def write_index_many(
+    db: Database,
+    conn: sqlite3.Connection,
+    resource_type: str,
+    resources: Sequence[tuple[int, Sequence[IndexEntry]]],
+) -> None:
+    """Insert the entries of several resources of one type, one ``executemany`` per table for
+    all of them (their previous rows must be gone)."""
     rows: dict[str, list[Row]] = {}
-    for e in entries:
-        pid = db.pid_for_write(conn, resource_type, e.param)
-        table, row = index_row(e)
-        bucket = rows.setdefault(table, [])
-        bucket.append((res_pk, pid, len(bucket), *row, e.group, e.component))
+    for res_pk, entries in resources:
+        ords: dict[str, int] = {}
+        for e in entries:
+            pid = db.pid_for_write(conn, resource_type, e.param)
+            table, row = index_row(e)
+            ord_ = ords.get(table, 0)
+            ords[table] = ord_ + 1
+            rows.setdefault(table, []).append((res_pk, pid, ord_, *row, e.group, e.component))
     for table, batch in rows.items():
         conn.executemany(_INSERT[table], batch)
 

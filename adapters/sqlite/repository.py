@@ -11,7 +11,7 @@ import orjson
 
 from adapters.sqlite._db import Database
 from adapters.sqlite._errors import sqlite_errors
-from adapters.sqlite._index import clear_index, write_index
+from adapters.sqlite._index import clear_index, write_index, write_index_many
 from adapters.sqlite._time import format_ms, now_ms, parse_instant
 from adapters.sqlite.search import SQLITE, live_count, run_search
 from hub import sql_store
@@ -36,9 +36,10 @@ _INSERT_VERSION = (
 )
 _INSERT_CHANGE = "INSERT INTO change (res_type, res_id, version, op) VALUES (?, ?, ?, ?)"
 _COUNT_UP = (
-    "INSERT INTO type_count (res_type, live) VALUES (?, 1)"
-    " ON CONFLICT (res_type) DO UPDATE SET live = live + 1"
+    "INSERT INTO type_count (res_type, live) VALUES (?, ?)"
+    " ON CONFLICT (res_type) DO UPDATE SET live = live + excluded.live"
 )
+_IN_CHUNK = 500  # ids per ``IN (...)`` probe, well under SQLite's bound-parameter limit
 _COUNT_DOWN = "UPDATE type_count SET live = live - 1 WHERE res_type = ?"
 
 
@@ -124,8 +125,59 @@ class SqliteTransaction:
             write_index(self._db, conn, pk, resource_type, index)
             conn.execute(_INSERT_CHANGE, (resource_type, id, version, method))
             if method == "create":
-                conn.execute(_COUNT_UP, (resource_type,))
+                conn.execute(_COUNT_UP, (resource_type, 1))
         return StoredResource(resource_type, id, version, stamp, data, method)
+
+    def create_many(
+        self,
+        resource_type: str,
+        items: Sequence[tuple[str, dict[str, object], Sequence[IndexEntry]]],
+    ) -> int:
+        """Create each ``(id, resource, index)`` as version 1 unless its id is stored already;
+        the rows of all of them go in with one ``executemany`` per table."""
+        conn = self._conn
+        fresh: dict[str, tuple[dict[str, object], Sequence[IndexEntry]]] = {}
+        for id, resource, index in items:
+            fresh.setdefault(id, (resource, index))
+        ids = list(fresh)
+        with sqlite_errors():
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for (stored_id,) in conn.execute(
+                    f"SELECT res_id FROM resource WHERE res_type = ? AND res_id IN ({marks})",
+                    (resource_type, *chunk),
+                ):
+                    fresh.pop(stored_id, None)
+        if not fresh:
+            return 0
+        ms = now_ms()
+        stamp = format_ms(ms)
+        with self._writing():
+            # the writer holds the lock: the next rowids are free to assign
+            first = int(conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM resource").fetchone()[0])
+            rows = list(enumerate(fresh.items(), start=first))
+            conn.executemany(
+                "INSERT INTO resource (pk, res_type, res_id, version, last_updated_ms, deleted)"
+                " VALUES (?, ?, ?, 1, ?, 0)",
+                [(pk, resource_type, id, ms) for pk, (id, _) in rows],
+            )
+            conn.executemany(
+                _INSERT_VERSION,
+                [
+                    (pk, resource_type, 1, stamp, ms, "create",
+                     serialise(resource_type, id, resource, 1, stamp))
+                    for pk, (id, (resource, _)) in rows
+                ],
+            )  # fmt: skip
+            write_index_many(
+                self._db, conn, resource_type, [(pk, index) for pk, (_, (_, index)) in rows]
+            )
+            conn.executemany(
+                _INSERT_CHANGE, [(resource_type, id, 1, "create") for _, (id, _) in rows]
+            )
+            conn.execute(_COUNT_UP, (resource_type, len(rows)))
+        return len(rows)
 
     def delete(
         self, resource_type: str, id: str, *, expected_version: int | None = None

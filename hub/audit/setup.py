@@ -73,11 +73,9 @@ def store_events(engine: Engine, registry: SearchParameterRegistry, cursor: str)
     event may name a resource that was deleted, or a query)."""
 
     def store(events: list[dict[str, Any]], seq: int) -> None:
+        items = [(e["id"], e, extract_index_entries(e, registry)) for e in events]
         with engine.repository.transaction() as tx:
-            for event in events:
-                if tx.read("AuditEvent", event["id"]) is None:
-                    entries = extract_index_entries(event, registry)
-                    tx.put("AuditEvent", event["id"], dict(event), entries)
+            tx.create_many("AuditEvent", items)
             engine.change_feed.set_cursor(cursor, seq)
 
     return store

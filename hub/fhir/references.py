@@ -18,42 +18,43 @@ _LOCAL = re.compile(
 _SERVED = frozenset(SERVED_TYPES)
 
 
-def iter_reference_holders(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(FHIRPath location, object)`` for every JSON object in ``node`` that carries a string
-    ``reference`` (a FHIR ``Reference``); ``path`` is the location of ``node`` itself."""
-    stack: list[tuple[str, Any]] = [(path, node)]
+# Where an object sits: ``None`` for the walked node itself, else ``(parent's place, key or
+# list index)``; rendered as a FHIRPath location only for the objects asked about.
+Place = tuple[Any, str | int] | None
+
+
+def is_attachment(item: dict[str, Any]) -> bool:
+    """An ``Attachment`` (datatypes.html#Attachment) with a string ``url``: an object with
+    ``url`` beside ``contentType``, ``data``, ``size``, ``hash`` or ``title`` (an extension's
+    ``url`` has none of them)."""
+    return isinstance(item.get("url"), str) and not _ATTACHMENT_KEYS.isdisjoint(item)
+
+
+def iter_objects(node: Any) -> Iterator[tuple[dict[str, Any], Place]]:
+    """Every JSON object in ``node`` (depth first) with its place; paths are not built here,
+    since most objects of a resource are never reported."""
+    stack: list[tuple[Any, Place]] = [(node, None)]
+    pop, push = stack.pop, stack.append
     while stack:
-        where, item = stack.pop()
-        if isinstance(item, dict):
-            if isinstance(item.get("reference"), str):
-                yield where, item
+        item, place = pop()
+        if type(item) is dict:
+            yield item, place
             for key, value in item.items():
-                if isinstance(value, dict | list):
-                    stack.append((f"{where}.{key}", value))
-        elif isinstance(item, list):
+                if type(value) is dict or type(value) is list:
+                    push((value, (place, key)))
+        elif type(item) is list:
             for i, value in enumerate(item):
-                if isinstance(value, dict | list):
-                    stack.append((f"{where}[{i}]", value))
+                if type(value) is dict or type(value) is list:
+                    push((value, (place, i)))
 
 
-def iter_attachments(node: Any) -> Iterator[dict[str, Any]]:
-    """Every ``Attachment`` (datatypes.html#Attachment) in ``node`` that has a string ``url``:
-    an object with ``url`` beside ``contentType``, ``data``, ``size``, ``hash`` or ``title``
-    (an extension's ``url`` has none of them)."""
-    for holder in _iter_objects(node):
-        if isinstance(holder.get("url"), str) and _ATTACHMENT_KEYS & holder.keys():
-            yield holder
-
-
-def _iter_objects(node: Any) -> Iterator[dict[str, Any]]:
-    stack: list[Any] = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            yield item
-            stack.extend(v for v in item.values() if isinstance(v, dict | list))
-        elif isinstance(item, list):
-            stack.extend(v for v in item if isinstance(v, dict | list))
+def location(path: str, place: Place) -> str:
+    """The FHIRPath location of ``place`` below ``path`` (e.g. ``DiagnosticReport.result[0]``)."""
+    parts: list[str] = []
+    while place is not None:
+        place, step = place
+        parts.append(f"[{step}]" if type(step) is int else f".{step}")
+    return path + "".join(reversed(parts))
 
 
 _ATTACHMENT_KEYS = frozenset({"contentType", "data", "size", "hash", "title"})

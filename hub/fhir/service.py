@@ -45,7 +45,8 @@ from hub.errors import (
 )
 from hub.fhir import bundles
 from hub.fhir.binary import check_not_reserved
-from hub.fhir.references import iter_attachments, iter_reference_holders, parse_local, strip_base
+from hub.fhir.references import is_attachment, iter_objects, parse_local, strip_base
+from hub.fhir.references import location as location_of
 from hub.fhir.validation import check_depth, validate_resource
 from hub.ports import Engine, HistoryPage, StoredResource, Transaction
 from hub.search.extract import extract_index_entries
@@ -299,7 +300,15 @@ class FhirService:
         """Resolve ``urn:uuid:`` and conditional references (among what ``principal`` may
         search); queue local ones for integrity."""
         rtype = str(resource["resourceType"])
-        for location, holder in iter_reference_holders(resource, rtype):
+        for holder, place in iter_objects(resource):
+            if is_attachment(holder) and holder["url"] in uow.urn_map:
+                # An Attachment pointing to a Binary of the same Bundle by its fullUrl gets its
+                # id too (http.html#trules; IHE MHD ITI-65 sends DocumentReference.content.
+                # attachment.url so).
+                holder["url"] = uow.urn_map[holder["url"]]
+            if not isinstance(holder.get("reference"), str):
+                continue
+            location = location_of(rtype, place)
             ref = strip_base(holder["reference"], self.options.base_url)
             if ref.startswith(("urn:uuid:", "urn:oid:")):
                 if ref not in uow.urn_map:
@@ -332,11 +341,6 @@ class FhirService:
             local = parse_local(ref)
             if local and self.options.referential_integrity:
                 uow.pending.append((local[0], local[1], location))
-        # An Attachment pointing to a Binary of the same Bundle by its fullUrl gets its id too
-        # (http.html#trules; IHE MHD ITI-65 sends DocumentReference.content.attachment.url so).
-        for attachment in iter_attachments(resource):
-            if attachment["url"] in uow.urn_map:
-                attachment["url"] = uow.urn_map[attachment["url"]]
 
     def verify_references(self, uow: UnitOfWork) -> None:
         """Every local reference written in ``uow`` points to a live resource (references.html)."""

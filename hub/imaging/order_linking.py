@@ -116,6 +116,11 @@ def _has_ref(refs: list[Resource] | None, target: str) -> bool:
     return any(r.get("reference") == target for r in refs or [])
 
 
+# Resources linked per write transaction: one commit for many (most find nothing to link),
+# while the writer lock is never held long against the channels' writes.
+LINKS_PER_TRANSACTION = 100
+
+
 class OrderLinkingProjector:
     """Links orders, studies and reports that share an accession number (see module doc)."""
 
@@ -129,13 +134,13 @@ class OrderLinkingProjector:
         for change in changes:
             if change.resource_type in LINKED_TYPES:
                 latest[(change.resource_type, change.id)] = change
-        for (rtype, rid), change in latest.items():
-            if change.op == "delete":
-                continue
-            self.service.run(functools.partial(self._link_in, rtype, rid), validate=False)
+        keys = [key for key, change in latest.items() if change.op != "delete"]
+        for start in range(0, len(keys), LINKS_PER_TRANSACTION):
+            chunk = keys[start : start + LINKS_PER_TRANSACTION]
+            self.service.run(functools.partial(self._link_all, chunk), validate=False)
 
-    def _link_in(self, resource_type: str, rid: str, uow: UnitOfWork) -> int:
-        return self.link(uow, resource_type, rid)
+    def _link_all(self, keys: list[tuple[str, str]], uow: UnitOfWork) -> int:
+        return sum(self.link(uow, rtype, rid) for rtype, rid in keys)
 
     def link(self, uow: UnitOfWork, resource_type: str, rid: str) -> int:
         """Write the missing links of one resource; returns the number of writes."""

@@ -12,6 +12,7 @@ import pytest
 
 from hub.errors import PreconditionFailed
 from hub.ports import Engine
+from hub.search.extract import extract_index_entries
 from hub.search.model import TokenEntry
 
 INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
@@ -117,6 +118,34 @@ def test_purge_removes_every_version_and_the_index_entries(store: Any) -> None:
     assert (last.resource_type, last.id, last.op) == ("Patient", "p1", "delete")
     (again,) = store.put(patient("p1", "New"))
     assert again.version == 1 and again.method == "create"
+
+
+def test_create_many_writes_version_one_and_skips_stored_ids(store: Any) -> None:
+    """Bulk creation of write-once records (the audit indexer's AuditEvents): each new id is
+    version 1, searchable, counted and in the change feed; an id already stored (even as a
+    tombstone) or repeated in the batch is skipped, and the others still go in."""
+    repo, feed = store.engine.repository, store.engine.change_feed
+    store.put(patient("old", "Kept"), patient("gone"))
+    store.delete("Patient", "gone")
+    before = feed.last_seq()
+    batch = [patient("n1", "Bulk"), patient("old", "Replaced"), patient("gone", "Back")]
+    batch += [patient("n2", "Bulk", gender="male"), patient("n1", "Twice")]
+    with repo.transaction() as tx:
+        created = tx.create_many("Patient", [(p["id"], p, extract_index_entries(p)) for p in batch])
+    assert created == 2
+    assert orjson.loads(repo.read("Patient", "old").data)["name"][0]["family"] == "Kept"
+    assert repo.read("Patient", "gone").deleted
+    for rid in ("n1", "n2"):
+        stored = repo.read("Patient", rid)
+        assert (stored.version, stored.method) == (1, "create")
+        assert orjson.loads(stored.data)["meta"]["versionId"] == "1"
+    assert orjson.loads(repo.read("Patient", "n1").data)["name"][0]["family"] == "Bulk"
+    assert sorted(store.ids("Patient", "family=Bulk")) == ["n1", "n2"]
+    assert store.ids("Patient", "gender=male") == ["n2"]
+    assert repo.count("Patient") == 3
+    assert [(c.id, c.op) for c in feed.read_since(before)] == [("n1", "create"), ("n2", "create")]
+    with repo.transaction() as tx:
+        assert tx.create_many("Patient", [("n2", patient("n2"), [])]) == 0
 
 
 def test_read_many_keeps_order_and_skips_missing_and_deleted(store: Any) -> None:
