@@ -27,7 +27,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from adapters.postgres._errors import postgres_errors
-from adapters.postgres._schema import SCHEMA_VERSION, STATEMENTS
+from adapters.postgres._schema import SCHEMA_VERSION, SEARCH_UPGRADE, STATEMENTS
 from hub.errors import HubError, OutOfResources
 
 # Advisory lock keys (pg_advisory_*); they are per database.
@@ -87,7 +87,8 @@ class Database:
         return psycopg.connect(self.conninfo, autocommit=True)
 
     def _create_schema(self) -> None:
-        """Create the tables once; two processes opening at once wait on an advisory lock."""
+        """Create the tables once, and add ``SEARCH_UPGRADE``'s indexes to a database made
+        before them; two processes opening at once wait on an advisory lock."""
         with self.connect() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             found = conn.execute("SELECT to_regclass('schema_info') IS NOT NULL").fetchone()
@@ -99,11 +100,13 @@ class Database:
                         f"PostgreSQL store has schema version {version}; this PixelHub "
                         f"understands version {SCHEMA_VERSION}"
                     )
-                return
-            for statement in STATEMENTS:
+            else:
+                for statement in STATEMENTS:
+                    conn.execute(statement)
+                conn.execute("CREATE TABLE schema_info (version integer NOT NULL)")
+                conn.execute("INSERT INTO schema_info (version) VALUES (%s)", (SCHEMA_VERSION,))
+            for statement in SEARCH_UPGRADE:
                 conn.execute(statement)
-            conn.execute("CREATE TABLE schema_info (version integer NOT NULL)")
-            conn.execute("INSERT INTO schema_info (version) VALUES (%s)", (SCHEMA_VERSION,))
 
     def _check_open(self) -> None:
         if self._closed:

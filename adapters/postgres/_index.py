@@ -50,13 +50,15 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 def write_index(
     db: Database, conn: Conn, res_pk: int, resource_type: str, entries: Sequence[IndexEntry]
 ) -> None:
-    """Insert ``entries`` for resource ``res_pk`` (its previous rows must be gone)."""
+    """Insert ``entries`` for resource ``res_pk`` (its previous rows must be gone); ``ord``
+    numbers the entries of each parameter from 0 (``ord > 0``: several entries)."""
     rows: dict[str, list[Row]] = {}
+    ords: dict[tuple[str, int], int] = {}  # each parameter's entries numbered from 0
     for e in entries:
         pid = db.pid_for_write(resource_type, e.param)
         table, row = index_row(e)
-        bucket = rows.setdefault(table, [])
-        bucket.append((res_pk, pid, len(bucket), *row, e.group, e.component))
+        n = ords[table, pid] = ords.get((table, pid), -1) + 1
+        rows.setdefault(table, []).append((res_pk, pid, n, *row, e.group, e.component))
     if not rows:
         return
     with conn.cursor() as cur:

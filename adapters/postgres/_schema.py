@@ -14,6 +14,9 @@
     idx_*          search index entries (``hub.search.model``), keyed (res_pk, pid, ord), with value
                    indexes led by pid. Unbounded text is indexed as ``left(col, 200)`` so no index
                    row can outgrow a btree page; queries compare that prefix, then the value.
+                   ``ord`` numbers a resource's entries of one parameter from 0 (rows written
+                   before ``SEARCH_UPGRADE`` number them per table: ``ord > 0`` is then merely
+                   more often true, which date windows tolerate).
     dicom_*        the DICOM instance index (``dicom_store``).
 
 Every text column is ``COLLATE "C"``: byte order, as SQLite sorts, and prefix ranges work on
@@ -23,6 +26,7 @@ any database locale. Dates are ms since the epoch (UTC); open range ends are -2^
 from __future__ import annotations
 
 from hub.imaging.instance_rows import INDEXED_NAMES, INDEXES
+from hub.search.matching import DATE_MAX, DATE_MIN
 
 SCHEMA_VERSION = 1
 KEY = 200  # characters of a long text value that its index holds
@@ -162,6 +166,21 @@ STATEMENTS: tuple[str, ...] = (
         replacements    bytea
     )""",
     "CREATE INDEX dicom_study_pending_quiet ON dicom_study_pending (quiet_since_ms)",
+)
+
+# Added after version 1, idempotent, run whenever an engine opens (``Database``): what date
+# windows (``hub.search.sql``) read, the widest finite date range of a parameter and the
+# resources with several entries of it.
+SEARCH_UPGRADE: tuple[str, ...] = (
+    "CREATE INDEX IF NOT EXISTS idx_date_span ON idx_date (pid, (high - low))"
+    f" WHERE low > {DATE_MIN} AND high < {DATE_MAX}",
+    "CREATE INDEX IF NOT EXISTS idx_date_several ON idx_date (pid, res_pk) WHERE ord > 0",
+)
+# The widest finite date range of the pids bound as an array (``hub.search.sql.DateSpan``), one
+# descent of ``idx_date_span`` per pid.
+DATE_SPAN = (
+    "SELECT max(w) FROM unnest(%s::bigint[]) AS p(pid), LATERAL (SELECT max(high - low) AS w"
+    f" FROM idx_date x WHERE x.pid = p.pid AND low > {DATE_MIN} AND high < {DATE_MAX}) AS s"
 )
 
 # Added after version 1, idempotent, run by ``PostgresDicomStore`` whenever it opens (so existing

@@ -16,7 +16,7 @@ import psycopg
 
 from adapters.postgres._db import Database
 from adapters.postgres._index import clear_index, write_index
-from adapters.postgres._schema import KEY
+from adapters.postgres._schema import DATE_SPAN, KEY
 from hub.search import sql
 from hub.search.matching import PREFIX_TOP
 from hub.search.model import IndexEntry, Key, SearchQuery, SearchResult
@@ -90,7 +90,14 @@ def run_search(
         lambda rtype, name: db.pids(conn, rtype, name),
         query,
         lambda rtype: live_count(conn, rtype, pending),
+        lambda pids: date_span(conn, pids),
     )
+
+
+def date_span(conn: Conn, pids: list[int]) -> int | None:
+    """The widest finite stored date range of ``pids`` (``hub.search.sql.DateSpan``)."""
+    row = conn.execute(DATE_SPAN, (pids,)).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
 
 
 class PostgresSearchIndex:

@@ -11,9 +11,20 @@ Each criterion compiles to two equivalent forms: a *predicate* on a resource row
 ``EXISTS`` probing the index by the resource's primary key) and a *set* (``SELECT res_pk`` from a
 value index). The criterion whose set is smallest (sizes probed with a bounded ``LIMIT``, raised
 once to break a tie) drives the query through ``pk IN (set)``; every other criterion is checked
-per candidate with its predicate. So
+per candidate with its predicate. A driver found within the first limit is bound as the list of
+its pks and the predicates as ``(...) IS TRUE``, which a planner cannot turn into joins: so a
+planner that misjudges a criterion as selective cannot drive by it instead. So
 ``ImagingStudy?patient=Patient/123&modality=CT&started=ge2020-01-01`` walks the patient's few
 studies rather than every CT. Values are only ever bound as parameters.
+
+A date window (search.html#prefix: a lower bound ``ge``/``gt``/``sa`` and an upper bound
+``lt``/``le``/``eb`` on the same parameter, as in ``started=ge2021-03-01&started=lt2021-04-01``)
+is one more driver candidate where the engine gives ``date_span`` (the widest finite stored
+range): each bound alone selects about half the rows, but a resource whose entry meets both has
+that entry's ``low`` within ``[lower - span, upper]``, one range of the ``(pid, low)`` index. The
+window's set is a superset: it adds the entries with an open end and every resource with more
+than one entry of the parameter (``ord > 0``: the bounds may be met by different entries); both
+criteria stay checked per candidate, so the answer is the same whichever drives.
 
 Results (search.html#sort, #count, #total, #include): ``_sort`` keys use each resource's lowest
 value ascending and highest descending, resources without a value last, then the resource pk (so
@@ -93,6 +104,7 @@ __all__ = [
     "PROBE_LIMITS",
     "Cond",
     "Connection",
+    "DateSpan",
     "Dialect",
     "Params",
     "PidResolver",
@@ -127,6 +139,13 @@ _ALLOWED: dict[str, frozenset[str | None]] = {
 
 Params = list[object]
 PidResolver = Callable[[str | None, str], list[int]]
+# The widest finite stored date range (``high - low``, ms) among the ``idx_date`` rows of these
+# pids, ``None`` if there is none: given by an engine whose ``idx_date`` has an index on
+# ``(pid, low)``, on ``(pid, high, low)`` and on ``(pid, res_pk) WHERE ord > 0``, and whose
+# ``ord`` numbers a resource's entries of one parameter from 0.
+DateSpan = Callable[[list[int]], int | None]
+_LOWER = frozenset({"ge", "gt", "sa"})
+_UPPER = frozenset({"lt", "le", "eb"})
 Row = tuple[int, str, str]  # pk, res_type, res_id
 
 
@@ -607,6 +626,53 @@ class _Compiler:
             False,
         )
 
+    def date_windows(
+        self, criteria: Sequence[AnyCriterion], rtype: str | None, span: DateSpan
+    ) -> list[tuple[object, _Set]]:
+        """A superset of the resources meeting every lower and upper bound given to one date
+        parameter (the module docstring's date window), per parameter that has both."""
+        bounds: dict[str, tuple[list[DateValue], list[DateValue]]] = {}
+        for crit in criteria:
+            if not isinstance(crit, Criterion) or crit.param.type != "date":
+                continue
+            if crit.modifier is not None or crit.missing is not None or len(crit.values) != 1:
+                continue
+            value = crit.values[0]
+            if not isinstance(value, DateValue) or crit.param.name in ("_id", "_lastUpdated"):
+                continue
+            lower, upper = bounds.setdefault(crit.param.name, ([], []))
+            if value.prefix in _LOWER:
+                lower.append(value)
+            elif value.prefix in _UPPER:
+                upper.append(value)
+        out: list[tuple[object, _Set]] = []
+        for name, (lower, upper) in bounds.items():
+            pids = self.pids(rtype, name)
+            if not lower or not upper or not pids:
+                continue
+            width = max(span(pids) or 0, 0)
+            # the least low and the greatest low an entry meeting every bound can have
+            low = max(v.high + 1 if v.prefix == "sa" else _least_high(v) - width for v in lower)
+            high = min(v.high if v.prefix == "le" else v.low - 1 for v in upper)
+            out.append(((name, "window"), self._window_set(pids, low, high)))
+        return out
+
+    def _window_set(self, pids: list[int], low: int, high: int) -> _Set:
+        p = self.d.p
+        branches: tuple[tuple[str, Params], ...] = (
+            (f"x.low >= {p} AND x.low <= {p}", [low, high]),  # finite entries
+            (f"x.low = {p}", [DATE_MIN]),  # open start
+            (f"x.high = {p} AND x.low <= {p}", [DATE_MAX, high]),  # open end
+            ("x.ord > 0", []),  # resources with several entries
+        )
+        parts: list[str] = []
+        params: Params = []
+        for cond, values in branches:
+            pid = self.pid_cond("x.pid", pids)
+            parts.append(f"SELECT x.res_pk FROM idx_date x WHERE {pid.sql} AND {cond}")
+            params += [*pid.params, *values]
+        return _Set(" UNION ALL ".join(parts), params, True)
+
     # ---- sorting ---------------------------------------------------------------------------
     def sort_expr(self, key: SortKey, rtype: str | None, r: str) -> Sql:
         name, ptype = key.param.name, key.param.type
@@ -636,6 +702,12 @@ class _Compiler:
         )
 
 
+def _least_high(v: DateValue) -> int:
+    """The least stored ``high`` meeting lower bound ``v`` (``ge``: the search range's start;
+    ``gt``: beyond its end)."""
+    return v.low if v.prefix == "ge" else v.high + 1
+
+
 def _scalar(conn: Connection, sql: str, params: Sequence[object]) -> int:
     row = next(iter(conn.execute(sql, params)), None)
     return 0 if row is None else int(row[0])
@@ -659,11 +731,31 @@ def _probe(d: Dialect, conn: Connection, s: _Set, limit: int) -> int:
     )
 
 
+def _first_pks(d: Dialect, conn: Connection, s: _Set, limit: int) -> list[int]:
+    """The pks ``s`` selects, up to ``limit + 1`` of them (repeats included)."""
+    sql = f"SELECT * FROM {_sub(d, f'{s.sql} LIMIT {limit + 1}', 'p')}"
+    return [int(row[0]) for row in conn.execute(sql, s.params)]
+
+
 def _choose_driver(
-    d: Dialect, conn: Connection, candidates: list[tuple[AnyCriterion, _Set]]
-) -> tuple[AnyCriterion, _Set] | None:
-    """The candidate with the fewest index entries, each counted only up to a limit."""
-    for limit in PROBE_LIMITS:
+    d: Dialect, conn: Connection, candidates: list[tuple[object, _Set]]
+) -> tuple[object, _Set, bool] | None:
+    """The candidate with the fewest index entries, each counted only up to a limit (in the
+    first round, up to the fewest found so far: no more are needed to lose), and whether it is
+    bound as the list of its pks: one that fits the first limit is."""
+    if len(candidates) <= 1:
+        return (*candidates[0], False) if candidates else None
+    best: tuple[int, list[int]] | None = None  # (index, pks) of the smallest so far
+    for at, (_, s) in enumerate(candidates):
+        limit = PROBE_LIMITS[0] if best is None else len(best[1]) - 1
+        pks = _first_pks(d, conn, s, limit)
+        if len(pks) <= limit:
+            best = (at, pks)
+    if best is not None:
+        in_pks = d.in_pks("pk", sorted(set(best[1])))
+        key = candidates[best[0]][0]
+        return key, _Set(f"SELECT pk FROM resource WHERE {in_pks.sql}", in_pks.params, True), True
+    for limit in PROBE_LIMITS[1:]:  # every one exceeds the first limit
         if len(candidates) <= 1:
             break
         sizes = [_probe(d, conn, s, limit) for _, s in candidates]
@@ -671,7 +763,7 @@ def _choose_driver(
         candidates = [c for c, n in zip(candidates, sizes, strict=True) if n == smallest]
         if smallest <= limit:
             break
-    return candidates[0] if candidates else None
+    return (*candidates[0], False)
 
 
 def run_search(
@@ -680,13 +772,17 @@ def run_search(
     pids: PidResolver,
     query: SearchQuery,
     count_live: Callable[[str | None], int],
+    date_span: DateSpan | None = None,
 ) -> SearchResult:
     """Answer ``query`` on ``conn`` (one consistent snapshot); ``pids`` resolves parameter ids
-    and ``count_live`` counts live resources of a type as ``conn`` sees them."""
+    and ``count_live`` counts live resources of a type as ``conn`` sees them; with
+    ``date_span`` date windows may drive (module docstring)."""
     comp = _Compiler(d, pids)
     rtype = query.resource_type
     sets = [(crit, comp.pk_set(crit, rtype)) for crit in query.criteria]
-    drivable = [(c, s) for c, s in sets if s.indexed]
+    drivable: list[tuple[object, _Set]] = [(c, s) for c, s in sets if s.indexed]
+    if date_span is not None:  # first: likely the smallest, it bounds the other probes
+        drivable[:0] = comp.date_windows(query.criteria, rtype, date_span)
     driver = _choose_driver(d, conn, drivable)
 
     where: list[str] = []
@@ -705,7 +801,9 @@ def run_search(
         if driver is not None and crit is driver[0]:
             continue
         pred = comp.predicate(crit, rtype, "r")
-        where.append(pred.sql)
+        # few candidates (bound pks): each checked in turn; ``IS TRUE`` keeps a planner from
+        # turning the check into a join that an estimate gone wrong would drive
+        where.append(f"({pred.sql}) IS TRUE" if driver is not None and driver[2] else pred.sql)
         params += pred.params
     clause = " AND ".join(where)
 

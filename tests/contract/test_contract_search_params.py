@@ -209,6 +209,44 @@ def test_date_periods_with_open_ends(loaded: Any) -> None:
     )
 
 
+def _stay(id: str, *periods: dict[str, str]) -> dict[str, Any]:
+    """An Encounter with one location per period (``location-period`` has several entries)."""
+    locations = [
+        {"location": {"reference": f"Location/l{i}"}, "period": p} for i, p in enumerate(periods)
+    ]
+    return {"resourceType": "Encounter", "id": id, "status": "finished",
+            "class": {"code": "IMP"}, "location": locations}  # fmt: skip
+
+
+def test_date_window_bounds_met_by_different_entries(store: Any) -> None:
+    """Each bound is its own criterion (search.html#prefix): a lower and an upper bound may be
+    met by different entries, by an entry with an open end or by one wider than the window."""
+    before = {"start": "2019-01-01", "end": "2019-01-31"}
+    after = {"start": "2023-06-01", "end": "2023-06-30"}
+    store.put(
+        _stay("both", before, after),  # 2023 meets the lower bound, 2019 the upper
+        _stay("inside", {"start": "2020-05-01", "end": "2020-05-31"}),
+        _stay("open", {"start": "2012-06-01"}),  # no end
+        _stay("until", {"end": "2020-03-01"}),  # no start
+        _stay("wide", {"start": "2018-01-01", "end": "2022-12-31"}),
+        *(_stay(f"b{i}", {"start": f"201{i}-02-01", "end": f"201{i}-02-02"}) for i in range(4)),
+        *(
+            _stay(f"a{i}", {"start": f"202{i + 2}-02-01", "end": f"202{i + 2}-02-02"})
+            for i in range(4)
+        ),
+    )
+    check(
+        store,
+        "Encounter",
+        [
+            ("location-period=ge2020-01-01&location-period=lt2021-01-01", {"both", "inside", "open", "until", "wide"}),
+            ("location-period=sa2019-12-31&location-period=eb2021-01-01", {"both", "inside"}),
+            ("location-period=gt2020-04-30&location-period=le2020-05-31", {"both", "inside", "open", "wide"}),
+            ("location-period=ge2020-01-01&location-period=lt2021-01-01&_id=b1,inside", {"inside"}),
+        ],
+    )  # fmt: skip
+
+
 def test_date_ap_is_relative_to_now(store: Any) -> None:
     today = datetime.now(UTC).date()
     target = today - timedelta(days=3650)
