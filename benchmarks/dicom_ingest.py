@@ -1,9 +1,11 @@
 """DICOM ingest benchmark (issue 4): CT instances sent by dcmtk's ``/usr/bin/storescu`` over 1 and
 over N parallel associations into
 
-(a) PixelHub, full path: ``pixelhub serve`` with only the ``dicom`` channel; every C-STORE
-    success means the bytes are fsynced and the index row committed; at the end the study must
-    be searchable through FHIR (``GET /fhir/ImagingStudy?identifier=...``) with every instance;
+(a) PixelHub, full path: ``pixelhub serve`` with only the ``dicom`` channel, receiving in
+    ``--pixelhub-processes`` processes (default 0: its own default, one per core up to 4); every
+    C-STORE success means the bytes are fsynced and the index row committed; at the end the
+    study must be searchable through FHIR (``GET /fhir/ImagingStudy?identifier=...``) with
+    every instance;
 (b) dcmtk ``storescp +xa`` writing files (``--fork`` for several associations);
 (c) Orthanc (its own process, temporary storage and index);
 
@@ -42,6 +44,9 @@ from typing import Any
 import httpx
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+from adapters.dicom._processes import process_count
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 TOKEN = "bench-token"
@@ -362,6 +367,7 @@ def main() -> None:
     parser.add_argument("--associations", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--receivers", nargs="+", default=["pixelhub", "storescp", "orthanc"])
     parser.add_argument("--probes", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--pixelhub-processes", type=int, default=0, help="dicom_processes")
     args = parser.parse_args()
     for tool in ("/usr/bin/storescu", "/usr/bin/storescp", "/usr/sbin/Orthanc"):
         if not Path(tool).exists():
@@ -379,7 +385,9 @@ def main() -> None:
                     run = work / f"run-{name}-{side}-{associations}"
                     receiver: Any
                     if name == "pixelhub":
-                        receiver = PixelHub(run)
+                        receiver = PixelHub(
+                            run, PIXELHUB_DICOM_PROCESSES=str(args.pixelhub_processes)
+                        )
                     elif name == "storescp":
                         receiver = Storescp(run, fork=associations > 1)
                     else:
@@ -398,6 +406,7 @@ def main() -> None:
                         }
                         if name == "pixelhub":
                             row["searchable_after_s"] = receiver.searchable(study, args.instances)
+                            row["processes"] = process_count(args.pixelhub_processes)
                         row["peak_rss_mb"] = peak_rss(receiver.proc.pid) / 2**20
                         if name == "pixelhub" and args.probes and associations == 1:
                             nagle_folder = work / f"nagle-{side}"
@@ -452,6 +461,9 @@ def report(
             f"{r['mb_per_s']:>7.1f} {ratios[0]:>11} {ratios[1]:>10} {searchable:>10} "
             f"{r['peak_rss_mb']:>6.0f} MB"
         )
+    processes = sorted({r["processes"] for r in rows if "processes" in r})
+    if processes:
+        print(f"PixelHub receiving processes: {', '.join(map(str, processes))}")
     for name, value in probes.items():
         print(f"{name}: {value}")
     shown = {k: " ".join(f"{x:.2f}" for x in v) for k, v in load.items()}

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 
 from hub import __version__
 from hub.audit import AuditIndexer, AuditTrail
-from hub.audit.setup import audit_indexer, open_trail
+from hub.audit.setup import audit_indexer, node_source, open_trail
+from hub.audit.trail import ForwardedJournal
 from hub.audit.worker import IndexerProcess
 from hub.auth import AccessPolicy, Principal
 from hub.blobs import open_blob_store
@@ -47,7 +48,7 @@ from hub.http.metrics import HttpMetrics
 from hub.imaging import OrderLinkingProjector, StudyAggregator
 from hub.ports import Engine
 from hub.projectors import Projector, ProjectorRunner, SearchIndexProjector
-from hub.search.registry import default_registry
+from hub.search.registry import SearchParameterRegistry, default_registry
 from hub.smart import AuthorizationServer, ClientStore, Endpoints, KeyStore
 from hub.smart.authorize import CodeFlow
 from hub.smart.external import ExternalIssuer, chain_verifiers
@@ -158,6 +159,49 @@ def _federation(settings: Settings, service: FhirService, base_url: str) -> Fede
     return FederatedSearch(service, partners, tokens, options, pages=pages)
 
 
+def _service(
+    settings: Settings,
+    engine: Engine,
+    policy: AccessPolicy,
+    base_url: str,
+    registry: SearchParameterRegistry,
+) -> FhirService:
+    options = ServiceOptions(
+        base_url=base_url,
+        default_page_size=settings.default_page_size,
+        max_page_size=settings.max_page_size,
+        referential_integrity=settings.referential_integrity,
+    )
+    return FhirService(engine, policy, options, registry)
+
+
+def worker_context(
+    settings: Settings,
+    *,
+    base_url: str,
+    forward_audit: Callable[[dict[str, Any]], None],
+    notify_change: Callable[[], None],
+) -> ChannelContext:
+    """What a channel's worker process (a second DICOM receiver...) serves with: its own
+    connection to the hub's store and its own FHIR service, no HTTP and no projectors; its audit
+    events are journaled by the hub's process (``forward_audit``), which also runs the
+    projectors that ``notify_change`` wakes."""
+    engine = open_engine(
+        settings.database,
+        data_dir=str(settings.data_dir),
+        search_url=settings.elasticsearch_url,
+    )
+    policy = AccessPolicy(demo=settings.demo, tokens=settings.auth_tokens)
+    service = _service(settings, engine, policy, base_url, default_registry())
+    audit = AuditTrail(
+        ForwardedJournal(settings.audit_directory, forward_audit)
+        if settings.audit_enabled
+        else None,
+        node_source(base_url),
+    )
+    return ChannelContext(settings, service, engine, policy, notify_change, audit)
+
+
 def build_hub(settings: Settings, *, base_url: str) -> Hub:
     """Wire one hub. ``base_url`` is the public FHIR base (known once the HTTP port is bound)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -187,13 +231,7 @@ def build_hub(settings: Settings, *, base_url: str) -> Hub:
         tokens=settings.auth_tokens,
         verify_token=verify_token,
     )
-    options = ServiceOptions(
-        base_url=base_url,
-        default_page_size=settings.default_page_size,
-        max_page_size=settings.max_page_size,
-        referential_integrity=settings.referential_integrity,
-    )
-    service = FhirService(engine, policy, options, registry)
+    service = _service(settings, engine, policy, base_url, registry)
     CodeFlow(
         auth_server,
         UserStore(settings.users_file),

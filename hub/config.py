@@ -57,7 +57,10 @@ class Settings(BaseSettings):
 
     # DICOM DIMSE channel (DICOM PS3.7, PS3.8). Peers: "AET" or "AET@address"; "*" only in demo.
     dicom_allowed_peers: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    dicom_max_associations: int = Field(20, ge=1)
+    dicom_max_associations: int = Field(20, ge=1)  # per receiving process
+    # Processes receiving on the DICOM port (SO_REUSEPORT): each has its own interpreter, so
+    # associations are served in parallel past the GIL. 0 = one per CPU core, at most 4.
+    dicom_processes: int = Field(0, ge=0, le=64)
     # Maximum PDU we receive (PS3.8 D.1); bounds the memory one PDU can take. 0 = no limit.
     dicom_max_pdu: int = Field(1024 * 1024, ge=0)
     dicom_acse_timeout: float = Field(30.0, gt=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from adapters.dicom._audit import AssociationAudit
@@ -9,7 +10,8 @@ from adapters.dicom._commitment import StorageCommitment
 from adapters.dicom._destinations import parse_destinations
 from adapters.dicom._ingest import DicomIngest
 from adapters.dicom._mpps import PerformedProcedureSteps
-from adapters.dicom._scp import StorageScp, parse_peers
+from adapters.dicom._processes import ReceiverProcesses, process_count
+from adapters.dicom._scp import AcceptTurns, StorageScp, parse_peers
 from adapters.dicom._worklist import Worklist
 from hub.blobs import open_blob_store
 from hub.channels import ChannelContext
@@ -43,13 +45,25 @@ class DicomChannel:
     """DICOM DIMSE on ``settings.dicom_port`` (``0`` = a free port) bound to
     ``settings.http_host``, AE title ``settings.dicom_aet``; peers from
     ``settings.dicom_allowed_peers``; DICOM TLS when ``dicom_tls_cert``/``dicom_tls_key`` are
-    set (PS3.15 B.9)."""
+    set (PS3.15 B.9). With ``settings.dicom_processes`` other than 1, ``start`` also starts the
+    other receiving processes (``_processes``); in one of those, ``listener`` is the hub's
+    listening socket and ``turns`` says when to accept on it."""
 
     name = "dicom"
     port_name = "dicom"
 
-    def __init__(self, context: ChannelContext) -> None:
+    def __init__(
+        self,
+        context: ChannelContext,
+        *,
+        listener: socket.socket | None = None,
+        turns: AcceptTurns | None = None,
+    ) -> None:
         settings = context.settings
+        self.context = context
+        worker = listener is not None
+        self.processes = 1 if worker else process_count(settings.dicom_processes)
+        self.receivers: ReceiverProcesses | None = None
         self.ingest = make_ingest(context)
         destinations = parse_destinations(settings.dicom_destinations)
         tls = None
@@ -80,6 +94,9 @@ class DicomChannel:
             max_retrieve_instances=settings.dicom_max_retrieve_instances,
             suboperation_timeout=settings.dicom_suboperation_timeout,
             pending_interval=settings.dicom_pending_interval,
+            listener=listener,
+            turns=turns,
+            resume_commitments=not worker,
             destinations=destinations,
             worklist=Worklist(
                 context.service,
@@ -112,10 +129,19 @@ class DicomChannel:
         )
 
     def start(self) -> int:
-        return self.scp.start()
+        port = self.scp.start()
+        if self.processes > 1:
+            self.receivers = ReceiverProcesses(self.context, self.processes - 1)
+            listener = self.scp.share_listener(AcceptTurns(self.receivers.counts, 0))
+            self.receivers.start(listener)
+        return port
 
     def stop(self, timeout: float) -> None:
+        if self.receivers is not None:
+            self.receivers.request_stop(timeout)
         self.scp.stop(timeout)
+        if self.receivers is not None:
+            self.receivers.join(timeout)
 
 
 def create_channel(context: ChannelContext) -> DicomChannel:

@@ -618,6 +618,65 @@ class _SupportedContexts(list[PresentationContext]):
         return copies
 
 
+class AcceptTurns:
+    """Which receiving process accepts a new connection on the listening socket they share
+    (``_processes``). Every process's acceptor wakes for it; one serving more associations than
+    the least busy process lets it be, for up to ``patience`` seconds (after that it takes it,
+    in case the other cannot), so associations spread evenly even when they come in a burst.
+    ``counts`` is shared memory: each process's number of associations, at ``slot``."""
+
+    def __init__(self, counts: Any, slot: int, patience: float = 0.1) -> None:
+        self.counts = counts
+        self.slot = slot
+        self.patience = patience
+        self._deferring_since = 0.0
+        self._last_turn = 0.0
+
+    def mine(self, active: int) -> bool:
+        counts = self.counts
+        counts[self.slot] = active
+        now = time.monotonic()
+        if now - self._last_turn > self.patience / 4:  # a new connection, not the one deferred
+            self._deferring_since = now
+        self._last_turn = now
+        return active <= min(counts) or now - self._deferring_since >= self.patience
+
+    def leave(self) -> None:
+        """Stopped (or dead): never the least busy, so nobody waits for this process."""
+        self.counts[self.slot] = 1 << 30
+
+
+def _server_class(scp: StorageScp) -> type[ThreadedAssociationServer]:
+    """The SCP's association server: bound to its own socket, or in a receiving process
+    accepting on the hub's (``scp.listener``); when processes share the socket, accepting only
+    in its turn (``scp.turns``)."""
+
+    class Server(ThreadedAssociationServer):
+        def server_bind(self) -> None:
+            if scp.listener is None:
+                super().server_bind()
+                return
+            assert self.socket is not None
+            self.socket.close()
+            scp.listener.settimeout(0)  # see ``StorageScp.share_listener``
+            self.socket = scp.listener
+            self.server_address = scp.listener.getsockname()
+
+        def get_request(self) -> tuple[socket.socket, Any]:
+            turns = scp.turns
+            if turns is None:
+                return super().get_request()
+            active = len(self.active_associations)
+            if not turns.mine(active):
+                time.sleep(0.001)
+                raise BlockingIOError("another process takes this connection")
+            accepted = super().get_request()
+            turns.counts[turns.slot] = active + 1  # before its association thread runs
+            return accepted
+
+    return Server
+
+
 def _tune_socket(raw: socket.socket) -> None:
     with contextlib.suppress(OSError):
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -653,8 +712,14 @@ class StorageScp:
         max_retrieve_instances: int = 10000,
         suboperation_timeout: float = 5.0,
         pending_interval: float = 0.1,
+        listener: socket.socket | None = None,
+        turns: AcceptTurns | None = None,
+        resume_commitments: bool = True,
     ) -> None:
         self.ingest = ingest
+        self.listener = listener  # the hub's listening socket, in a receiving process
+        self.turns = turns
+        self.resume_commitments = resume_commitments  # the reports left by an earlier run
         self.destinations = destinations or {}
         self.worklist, self.mpps, self.commitment = worklist, mpps, commitment
         self.max_find_results = max_find_results
@@ -731,22 +796,32 @@ class StorageScp:
             (evt.EVT_ABORTED, self.handle_ended),
             (evt.EVT_CONN_CLOSE, self.handle_ended),
         ]
-        server = self.ae.start_server(
+        server = self.ae.make_server(
             (self.host, self.port),
-            block=False,
             evt_handlers=handlers,
             ssl_context=self.ssl_context,
+            server_class=_server_class(self),
         )
-        assert server is not None
+        threading.Thread(target=server.serve_forever, name="dicom-acceptor", daemon=True).start()
+        self.ae._servers.append(server)  # what AE.start_server does; AssociationServer.shutdown
         server.contexts = _SupportedContexts(server.contexts)
         if server.socket is not None:
             _tune_socket(server.socket)  # accepted sockets inherit TCP_NODELAY (Linux)
         self._server = server
         self.bound_port = int(server.server_address[1])
-        if self.commitment is not None:
+        if self.commitment is not None and self.resume_commitments:
             self.commitment.start()  # re-send the reports still pending
         log.info("DICOM storage SCP %s listening on port %d", self.ae.ae_title, self.bound_port)
         return self.bound_port
+
+    def share_listener(self, turns: AcceptTurns) -> socket.socket:
+        """The listening socket, for other processes to accept on too. It no longer waits in
+        ``accept``: each process's acceptor wakes for every new connection, the one whose turn
+        it is accepts it and the others go back to waiting."""
+        assert self._server is not None and self._server.socket is not None
+        self.turns = turns
+        self._server.socket.settimeout(0)
+        return self._server.socket
 
     def active(self) -> list[Association]:
         return [] if self._server is None else self._server.active_associations
@@ -757,6 +832,8 @@ class StorageScp:
         if server is None:
             return
         server.shutdown()
+        if self.turns is not None:
+            self.turns.leave()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             running = [a for a in server.active_associations if a.is_alive()]

@@ -5,12 +5,22 @@ work a ``BEGIN IMMEDIATE`` transaction (a nested ``write()`` on the same thread 
 savepoint); one *reader* connection per thread (thread-local), so reads and searches run on their
 own WAL snapshot and never wait for the writer. ``synchronous=FULL`` by default: a commit has
 reached the disk before ``write()`` returns, so what is acknowledged is durable.
+
+Several processes may write one file (DICOM receiving processes, the audit indexer's process):
+their write transactions take turns on an advisory lock on ``<file>-writer`` (``flock``) before
+``BEGIN IMMEDIATE``. A process waiting on SQLite's own lock sleeps 1, 2, 5, 10... ms between
+tries (its busy handler), far longer than a commit takes; on the advisory lock it tries again
+every half millisecond at most.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +46,39 @@ class _Reader:
         self.conn.close()
 
 
+class _ProcessLock:
+    """The advisory lock that write transactions of every process on one file take in turn."""
+
+    def __init__(self, path: str) -> None:
+        in_memory = not path or path == ":memory:" or path.startswith("file::memory:")
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        self._fd = -1 if in_memory else os.open(f"{path}-writer", flags, 0o600)
+
+    def acquire(self, deadline: float) -> bool:
+        """Hold the lock; ``False`` if another process still holds it at ``deadline``."""
+        delay = 0.0001
+        while self._fd >= 0:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(delay)
+                delay = min(2 * delay, 0.0005)
+        return True
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+
+
 class Database:
     """The writer, the per-thread readers and the parameter-name dictionary of one file."""
 
@@ -54,6 +97,7 @@ class Database:
         # (resource type, parameter name) -> pid; only committed pids go in ``_pids``.
         self._pids: dict[tuple[str, str], int] = {}
         self._pending_pids: dict[tuple[str, str], int] = {}
+        self._process_lock = _ProcessLock(path)
         with sqlite_errors():
             self._writer = self._connect(cache_kib=32768)
             mode = self._writer.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -145,12 +189,19 @@ class Database:
             with self.savepoint():
                 yield conn
             return
+        deadline = time.monotonic() + self._busy_ms / 1000
         if not self._lock.acquire(timeout=self._busy_ms / 1000):
             raise OutOfResources(
                 "SQLite store busy: another write is in progress", headers={"Retry-After": "1"}
             )
+        locked = False
         try:
             self._check_open()
+            locked = self._process_lock.acquire(deadline)
+            if not locked:
+                raise OutOfResources(
+                    "SQLite store busy: another process is writing", headers={"Retry-After": "1"}
+                )
             self._owner = threading.get_ident()
             with sqlite_errors():
                 conn.execute("BEGIN IMMEDIATE")
@@ -168,6 +219,8 @@ class Database:
             self._pending_pids.clear()
         finally:
             self._owner = None
+            if locked:
+                self._process_lock.release()
             self._lock.release()
 
     @contextmanager
@@ -243,6 +296,7 @@ class Database:
             for holder in list(self._readers):
                 holder.conn.close()
             self._writer.close()
+            self._process_lock.close()
 
 
 def _schema_statements() -> list[str]:

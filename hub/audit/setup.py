@@ -110,5 +110,5 @@ def audit_indexer(
         store,
         retention_days=retention_days,
         purge=purge,
-        journal=trail.journal,
+        journal=trail.journal if isinstance(trail.journal, AuditJournal) else None,
     )

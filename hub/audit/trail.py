@@ -16,9 +16,9 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from hub.audit.journal import AuditJournal, JournalRecord, JournalTail, iter_lines
+from hub.audit.journal import AuditJournal, JournalRecord, JournalTail, SyncMode, iter_lines
 from hub.errors import AuditUnavailable
 from mappings.interaction_to_auditevent import (
     APPLICATION_ACTIVITY,
@@ -95,12 +95,41 @@ def outcome_of_status(status: int) -> Outcome:
     return "4" if status < 500 else "8"
 
 
+class EventJournal(Protocol):
+    """Where a trail appends its events: the journal, or a ``ForwardedJournal``."""
+
+    directory: Path
+    sync: SyncMode  # "always": append waits for the disk (or another process)
+
+    def append(self, event: dict[str, Any]) -> object: ...
+
+    def close(self) -> None: ...
+
+
+class ForwardedJournal:
+    """The journal of a worker process (e.g. a DICOM receiving process): ``forward`` hands each
+    event to the process that writes the journal and returns once it is written there (raising
+    ``AuditUnavailable`` if it could not be), so the worker, like that process, answers its peer
+    only after the event is journaled."""
+
+    def __init__(self, directory: Path, forward: Callable[[dict[str, Any]], None]) -> None:
+        self.directory = directory
+        self.sync: SyncMode = "always"
+        self._forward = forward
+
+    def append(self, event: dict[str, Any]) -> None:
+        self._forward(event)
+
+    def close(self) -> None:
+        pass
+
+
 class AuditTrail:
     """Builds, journals and hands on the events of one node."""
 
     def __init__(
         self,
-        journal: AuditJournal | None,
+        journal: EventJournal | None,
         source: Source,
         *,
         clock: Callable[[], str] = now,
@@ -147,14 +176,22 @@ class AuditTrail:
             outcome_desc=outcome_desc,
             entities=entities,
         )
+        self.append(event)
+        return event
+
+    def append(self, event: Resource) -> None:
+        """Journal an event built here or by a worker process (``ForwardedJournal``)."""
+        if self.journal is None:
+            return
         try:
             self.journal.append(event)
+        except AuditUnavailable:
+            raise
         except (OSError, RuntimeError) as exc:
             log.exception("audit journal write failed")
             raise AuditUnavailable("The audit journal cannot be written") from exc
         for listener in self._listeners:
             listener()
-        return event
 
     def rest(
         self,

@@ -32,7 +32,11 @@ _sequence = itertools.count()
 
 
 def make_hub(data_dir: Path, **overrides: Any) -> Hub:
-    settings = Settings(data_dir=data_dir, auth_tokens=[TOKEN], **overrides)
+    """A hub in this process. Its DICOM channel receives in this process only, so tests can
+    look at its associations (``tests/e2e/test_dicom_processes.py`` runs several)."""
+    settings = Settings(
+        data_dir=data_dir, auth_tokens=[TOKEN], **{"dicom_processes": 1, **overrides}
+    )
     return build_hub(settings, base_url=BASE)
 
 

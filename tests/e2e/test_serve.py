@@ -208,7 +208,11 @@ def _indexer_pids(parent: int) -> list[int]:
             cmdline = (status.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if fields.get("PPid", "").strip() == str(parent) and b"spawn_main" in cmdline:
+        if (
+            fields.get("PPid", "").strip() == str(parent)
+            and b"spawn_main" in cmdline
+            and not fields.get("Name", "").startswith("pixelhub-dicom")  # DICOM receivers
+        ):
             found.append(int(status.parent.name))
     return found
 
