@@ -21,24 +21,14 @@ from pynetdicom.association import Association
 from hub.cli import main as cli_main
 from tests.e2e.test_serve import TOKEN, running_hub
 from tests.integration.dicom.dicom_support import CT_CLASS, make_ct
+from tests.support.processes import children
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 
 def _receivers(parent: int) -> list[int]:
     """The DICOM receiving processes started by ``parent``."""
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(
-                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
-            )
-        except OSError:
-            continue
-        name, ppid = fields.get("Name", ""), fields.get("PPid", "").strip()
-        if ppid == str(parent) and name.startswith("pixelhub-dicom"):
-            found.append(int(status.parent.name))
-    return found
+    return [c.pid for c in children(parent) if c.name.startswith("pixelhub-dicom")]
 
 
 def _connections_to(port: int) -> set[int]:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from hub.channels import available_channels
+from tests.support.processes import children
 
 TOKEN = "serve-test-token"
 
@@ -198,23 +199,12 @@ def test_cli_help_and_bad_config(tmp_path: Path) -> None:
 
 
 def _indexer_pids(parent: int) -> list[int]:
-    """The children of ``parent`` that run the audit indexer."""
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(
-                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
-            )
-            cmdline = (status.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if (
-            fields.get("PPid", "").strip() == str(parent)
-            and b"spawn_main" in cmdline
-            and not fields.get("Name", "").startswith("pixelhub-dicom")  # DICOM receivers
-        ):
-            found.append(int(status.parent.name))
-    return found
+    """The children of ``parent`` that run the audit indexer (not the DICOM receivers)."""
+    return [
+        c.pid
+        for c in children(parent)
+        if b"spawn_main" in c.cmdline and not c.name.startswith("pixelhub-dicom")
+    ]
 
 
 def test_audit_events_are_indexed_by_a_worker_process_that_stops_with_the_hub(
