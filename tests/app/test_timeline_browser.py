@@ -296,6 +296,10 @@ def test_keyboard_only_use_and_labels(app_hub: AppHub, page: Page) -> None:
     shot(page, "item-detail")
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
+    # the route goes back to the timeline, whose effect puts the focus back on the title: wait
+    # for both, or a Tab pressed before that effect runs is undone by it
+    expect(page).to_have_url(re.compile(r"#/$"))
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => setTimeout(done, 50)))")
     expect(page.locator(":focus")).to_have_text(title)
     # Tab onwards: the next item's button is reachable too
     page.keyboard.press("Tab")  # its compare checkbox
