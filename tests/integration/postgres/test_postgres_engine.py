@@ -410,3 +410,30 @@ def test_a_failed_write_poisons_only_its_transaction(
     assert engine.repository.read("Patient", "ok") is None
     put(engine, patient("later"))
     assert engine.repository.count() == 1
+
+
+def test_searches_are_planned_with_their_values_never_prepared(postgres_database: str) -> None:
+    """A prepared statement may get one generic plan for every value (``_db.snapshot``, where
+    searches run): statements repeated in a snapshot are never prepared on the server, while
+    on a plain pooled connection psycopg prepares them after its threshold."""
+    engine = PostgresEngine(postgres_database)
+    statement = "SELECT %s::int + 41"
+
+    def prepared(conn: Any) -> list[str]:
+        rows = conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+        return [row[0] for row in rows if "+ 41" in row[0]]
+
+    try:
+        put(engine, patient("p1", "Garcia"))
+        for _ in range(12):
+            assert ids(engine, "Patient", "family=Garcia") == ["p1"]
+        with engine._db.snapshot() as conn:
+            for _ in range(8):
+                assert conn.execute(statement, (1,)).fetchone() == (42,)
+            assert prepared(conn) == []
+        with engine._db.connection() as conn:
+            for _ in range(8):
+                assert conn.execute(statement, (1,)).fetchone() == (42,)
+            assert len(prepared(conn)) == 1
+    finally:
+        engine.close()
