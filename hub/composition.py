@@ -159,6 +159,14 @@ def _federation(settings: Settings, service: FhirService, base_url: str) -> Fede
     return FederatedSearch(service, partners, tokens, options, pages=pages)
 
 
+def _open_engine(settings: Settings) -> Engine:
+    return open_engine(
+        settings.database,
+        data_dir=str(settings.data_dir),
+        search_url=settings.elasticsearch_url,
+    )
+
+
 def _service(
     settings: Settings,
     engine: Engine,
@@ -186,11 +194,7 @@ def worker_context(
     connection to the hub's store and its own FHIR service, no HTTP and no projectors; its audit
     events are journaled by the hub's process (``forward_audit``), which also runs the
     projectors that ``notify_change`` wakes."""
-    engine = open_engine(
-        settings.database,
-        data_dir=str(settings.data_dir),
-        search_url=settings.elasticsearch_url,
-    )
+    engine = _open_engine(settings)
     policy = AccessPolicy(demo=settings.demo, tokens=settings.auth_tokens)
     service = _service(settings, engine, policy, base_url, default_registry())
     audit = AuditTrail(
@@ -205,11 +209,7 @@ def worker_context(
 def build_hub(settings: Settings, *, base_url: str) -> Hub:
     """Wire one hub. ``base_url`` is the public FHIR base (known once the HTTP port is bound)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = open_engine(
-        settings.database,
-        data_dir=str(settings.data_dir),
-        search_url=settings.elasticsearch_url,
-    )
+    engine = _open_engine(settings)
     registry = default_registry()
     auth_server = AuthorizationServer(
         KeyStore(settings.keys_dir),

@@ -3,13 +3,13 @@
 One Python process serves associations one GIL at a time: parsing PDUs, reading headers and
 writing blobs of several associations take turns. ``pixelhub serve`` therefore starts
 ``dicom_processes - 1`` receiving processes besides itself. Each accepts on the hub's own
-listening socket (passed to it; the first process free to accept takes a new connection, so a
-busy one takes fewer) and serves whole associations with its own storage SCP over the hub's
-store (``hub.composition.worker_context``).
+listening socket (passed to it; a new connection goes to the process serving the fewest
+associations, ``_scp.AcceptTurns``) and serves whole associations with its own storage SCP over
+the hub's store (``hub.composition.worker_context``).
 
 What stays with the hub's process: the audit journal (a worker's events are sent to it over a
-pipe and its C-STORE, C-FIND... answers wait until the event is journaled there, as they would
-in the hub's own process), the projectors (a worker's change notifications are sent too), the
+pipe and the worker goes on only once the event is journaled there, as it would in the hub's
+own process), the projectors (a worker's change notifications are sent too), the
 storage commitment reports left pending by an earlier run. A worker that dies is started again;
 its associations are cut (nothing their senders were not answered for was acknowledged), new
 connections wait in the shared queue for the others. On stop every worker drains its
