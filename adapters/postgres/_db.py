@@ -27,7 +27,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from adapters.postgres._errors import postgres_errors
-from adapters.postgres._schema import SCHEMA_VERSION, SEARCH_UPGRADE, STATEMENTS
+from adapters.postgres._schema import SCHEMA_VERSION, STATEMENTS, search_upgrade
 from hub.errors import HubError, OutOfResources
 
 # Advisory lock keys (pg_advisory_*); they are per database.
@@ -87,8 +87,9 @@ class Database:
         return psycopg.connect(self.conninfo, autocommit=True)
 
     def _create_schema(self) -> None:
-        """Create the tables once, and add ``SEARCH_UPGRADE``'s indexes to a database made
-        before them; two processes opening at once wait on an advisory lock."""
+        """Create the tables once, and bring a database made by an earlier version up to the
+        search layout (``search_upgrade``); two processes opening at once wait on an advisory
+        lock. Only what is missing is run: an ``ALTER`` would lock the table for nothing."""
         with self.connect() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             found = conn.execute("SELECT to_regclass('schema_info') IS NOT NULL").fetchone()
@@ -105,7 +106,21 @@ class Database:
                     conn.execute(statement)
                 conn.execute("CREATE TABLE schema_info (version integer NOT NULL)")
                 conn.execute("INSERT INTO schema_info (version) VALUES (%s)", (SCHEMA_VERSION,))
-            for statement in SEARCH_UPGRADE:
+            columns = {
+                (str(table), str(column))
+                for table, column in conn.execute(
+                    "SELECT table_name, column_name FROM information_schema.columns"
+                    " WHERE table_schema = current_schema()"
+                )
+            }
+            relations = {
+                str(name)
+                for (name,) in conn.execute(
+                    "SELECT c.relname FROM pg_class c"
+                    " WHERE c.relnamespace = current_schema()::regnamespace"
+                )
+            }
+            for statement in search_upgrade(columns, relations):
                 conn.execute(statement)
 
     def _check_open(self) -> None:

@@ -12,11 +12,12 @@
                    any process computes it without a lookup; rows only answer "which types have
                    this parameter" (system-level searches, ``_revinclude=T:*``).
     idx_*          search index entries (``hub.search.model``), keyed (res_pk, pid, ord), with value
-                   indexes led by pid. Unbounded text is indexed as ``left(col, 200)`` so no index
-                   row can outgrow a btree page; queries compare that prefix, then the value.
-                   ``ord`` numbers a resource's entries of one parameter from 0 (rows written
-                   before ``SEARCH_UPGRADE`` number them per table: ``ord > 0`` is then merely
-                   more often true, which date windows tolerate).
+                   indexes led by pid (``SEARCH_INDEXES``). Unbounded text is indexed by its first
+                   200 characters (``KEY_COLUMNS``) so no index row can outgrow a btree page;
+                   queries compare that prefix, then the value. ``ord`` numbers a resource's
+                   entries of one parameter from 0 (rows written by earlier versions number them
+                   per table: ``ord > 0`` is then merely more often true, which date windows
+                   tolerate).
     dicom_*        the DICOM instance index (``dicom_store``).
 
 Every text column is ``COLLATE "C"``: byte order, as SQLite sorts, and prefix ranges work on
@@ -79,22 +80,18 @@ STATEMENTS: tuple[str, ...] = (
         grp integer NOT NULL, comp integer NOT NULL,
         PRIMARY KEY (res_pk, pid, ord)
     )""",
-    f"CREATE INDEX idx_token_code ON idx_token (pid, left(code, {KEY}), left(system, {KEY}))",
     f"""CREATE TABLE idx_string (
         res_pk bigint NOT NULL, pid bigint NOT NULL, ord integer NOT NULL,
         value {_T} NOT NULL, norm {_T} NOT NULL,
         grp integer NOT NULL, comp integer NOT NULL,
         PRIMARY KEY (res_pk, pid, ord)
     )""",
-    f"CREATE INDEX idx_string_norm ON idx_string (pid, left(norm, {KEY}))",
     """CREATE TABLE idx_date (
         res_pk bigint NOT NULL, pid bigint NOT NULL, ord integer NOT NULL,
         low bigint NOT NULL, high bigint NOT NULL,
         grp integer NOT NULL, comp integer NOT NULL,
         PRIMARY KEY (res_pk, pid, ord)
     )""",
-    "CREATE INDEX idx_date_low ON idx_date (pid, low, high)",
-    "CREATE INDEX idx_date_high ON idx_date (pid, high, low)",
     """CREATE TABLE idx_number (
         res_pk bigint NOT NULL, pid bigint NOT NULL, ord integer NOT NULL,
         value double precision NOT NULL, low double precision NOT NULL,
@@ -118,7 +115,6 @@ STATEMENTS: tuple[str, ...] = (
         grp integer NOT NULL, comp integer NOT NULL,
         PRIMARY KEY (res_pk, pid, ord)
     )""",
-    "CREATE INDEX idx_reference_target ON idx_reference (pid, target_id, target_type)",
     "CREATE INDEX idx_reference_back ON idx_reference (target_id, target_type)",
     f"CREATE INDEX idx_reference_url ON idx_reference (pid, left(url, {KEY}))"
     " WHERE url IS NOT NULL",
@@ -168,14 +164,55 @@ STATEMENTS: tuple[str, ...] = (
     "CREATE INDEX dicom_study_pending_quiet ON dicom_study_pending (quiet_since_ms)",
 )
 
-# Added after version 1, idempotent, run whenever an engine opens (``Database``): what date
-# windows (``hub.search.sql``) read, the widest finite date range of a parameter and the
-# resources with several entries of it.
-SEARCH_UPGRADE: tuple[str, ...] = (
-    "CREATE INDEX IF NOT EXISTS idx_date_span ON idx_date (pid, (high - low))"
+# The first KEY characters of long text, stored beside it: value indexes on plain columns, so a
+# search reads them alone (an index-only scan; never one on an index of an expression, such as
+# ``left(code, 200)``, whose column the planner insists on fetching from the table).
+KEY_COLUMNS: dict[str, dict[str, str]] = {
+    "idx_token": {"k_code": "code", "k_system": "system", "k_text": "text_norm"},
+    "idx_string": {"k_norm": "norm"},
+}
+# The value indexes, led by pid, each holding ``res_pk`` (``INCLUDE``) so the pks of a value
+# range are read from the index alone: what searches read as sets (``hub.search.sql``), the widest
+# finite date range of a parameter and the resources with several entries of it (date windows),
+# the distinct displays of a token parameter (``:text``).
+SEARCH_INDEXES: dict[str, str] = {
+    "idx_token_key": "ON idx_token (pid, k_code, k_system) INCLUDE (res_pk)",
+    "idx_token_text_key": "ON idx_token (pid, k_text) INCLUDE (res_pk) WHERE k_text IS NOT NULL",
+    "idx_string_key": "ON idx_string (pid, k_norm) INCLUDE (res_pk)",
+    "idx_date_from": "ON idx_date (pid, low, high) INCLUDE (res_pk)",
+    "idx_date_to": "ON idx_date (pid, high, low) INCLUDE (res_pk)",
+    "idx_date_span": f"ON idx_date (pid, (high - low))"
     f" WHERE low > {DATE_MIN} AND high < {DATE_MAX}",
-    "CREATE INDEX IF NOT EXISTS idx_date_several ON idx_date (pid, res_pk) WHERE ord > 0",
+    "idx_date_several": "ON idx_date (pid, res_pk) WHERE ord > 0",
+    "idx_reference_to": "ON idx_reference (pid, target_id, target_type) INCLUDE (res_pk)",
+}
+# Indexes of earlier versions that SEARCH_INDEXES replace.
+REPLACED_INDEXES = (
+    "idx_token_code",
+    "idx_string_norm",
+    "idx_date_low",
+    "idx_date_high",
+    "idx_reference_target",
 )
+
+
+def search_upgrade(columns: set[tuple[str, str]], relations: set[str]) -> list[str]:
+    """What a database with these ``(table, column)`` pairs and relation names lacks of
+    ``KEY_COLUMNS`` and ``SEARCH_INDEXES``, and the replaced indexes it still has: run whenever
+    an engine opens, so a database made by an earlier version gains them in place (adding a
+    stored column rewrites its table, once)."""
+    out = [
+        f"ALTER TABLE {table} ADD COLUMN {name} {_T}"
+        f" GENERATED ALWAYS AS (left({source}, {KEY})) STORED"
+        for table, keys in KEY_COLUMNS.items()
+        for name, source in keys.items()
+        if (table, name) not in columns
+    ]
+    out += [f"CREATE INDEX {n} {d}" for n, d in SEARCH_INDEXES.items() if n not in relations]
+    out += [f"DROP INDEX {name}" for name in REPLACED_INDEXES if name in relations]
+    return out
+
+
 # The widest finite date range of the pids bound as an array (``hub.search.sql.DateSpan``), one
 # descent of ``idx_date_span`` per pid.
 DATE_SPAN = (

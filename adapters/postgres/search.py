@@ -2,9 +2,9 @@
 module gives it PostgreSQL's dialect and connections.
 
 PostgreSQL's spelling: ``%s`` placeholders, ``TRUE``/``FALSE``, lists bound as one array parameter
-(``= ANY(%s)``, ``unnest(%s::bigint[])``). Long text is indexed as ``left(col, KEY)``: equality
-and prefix tests compare that key (an index range), and the whole value only when the searched
-value is that long.
+(``= ANY(%s)``, ``unnest(%s::bigint[])``). Long text is indexed by its first ``KEY`` characters
+(a stored key column, or ``left(col, KEY)``): equality and prefix tests compare that key (an
+index range), and the whole value only when the searched value is that long.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import psycopg
 
 from adapters.postgres._db import Database
 from adapters.postgres._index import clear_index, write_index
-from adapters.postgres._schema import DATE_SPAN, KEY
+from adapters.postgres._schema import DATE_SPAN, KEY, KEY_COLUMNS
 from hub.search import sql
 from hub.search.matching import PREFIX_TOP
 from hub.search.model import IndexEntry, Key, SearchQuery, SearchResult
@@ -34,6 +34,15 @@ class PostgresDialect:
     by_pk = ""  # the planner picks the primary key without a hint
     position = "strpos"
     name_subqueries = True
+    key_chars: int | None = KEY
+
+    def key(self, col: str) -> str:
+        """The stored key column of ``alias.col`` (``KEY_COLUMNS``), else ``left(col, KEY)``."""
+        alias, _, name = col.rpartition(".")
+        stored = _KEYED.get(name)
+        if stored is None:
+            return f"left({col}, {KEY})"
+        return f"{alias}.{stored}" if alias else stored
 
     def live(self, deleted: str) -> str:
         return f"NOT {deleted}"
@@ -48,24 +57,26 @@ class PostgresDialect:
         return Sql(f"{col} IN (SELECT unnest(%s::bigint[]))", [pks])
 
     def text_eq(self, col: str, value: str) -> Cond:
-        """``col = value`` through the ``left(col, KEY)`` index."""
+        """``col = value`` through its key's index."""
+        key = self.key(col)
         if len(value) < KEY:
-            return Cond(f"left({col}, {KEY}) = %s", [value], True)
-        return Cond(f"left({col}, {KEY}) = %s AND {col} = %s", [value[:KEY], value], True)
+            return Cond(f"{key} = %s", [value], True)
+        return Cond(f"{key} = %s AND {col} = %s", [value[:KEY], value], True)
 
     def text_prefix(self, col: str, prefix: str) -> Cond:
-        """``col`` starts with ``prefix``, as a range of the ``left(col, KEY)`` index."""
-        key = prefix[:KEY]
-        in_range = f"left({col}, {KEY}) >= %s AND left({col}, {KEY}) < %s"
+        """``col`` starts with ``prefix``, as a range of its key's index."""
+        key, start = self.key(col), prefix[:KEY]
+        in_range = f"{key} >= %s AND {key} < %s"
         if len(prefix) > KEY:
             whole = f"{in_range} AND starts_with({col}, %s)"
-            return Cond(whole, [key, key + PREFIX_TOP, prefix], True)
-        return Cond(in_range, [key, key + PREFIX_TOP], True)
+            return Cond(whole, [start, start + PREFIX_TOP, prefix], True)
+        return Cond(in_range, [start, start + PREFIX_TOP], True)
 
     def param_starts_with(self, col: str) -> str:
         return f"starts_with(%s::text, {col})"
 
 
+_KEYED = {source: name for keys in KEY_COLUMNS.values() for name, source in keys.items()}
 POSTGRES = PostgresDialect()
 
 

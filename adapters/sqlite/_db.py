@@ -28,9 +28,19 @@ from importlib import resources
 
 from adapters.sqlite._errors import sqlite_errors
 from hub.errors import HubError, OutOfResources
+from hub.search.matching import DATE_MAX, DATE_MIN
 
 SCHEMA_VERSION = 1
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+# Added after version 1, idempotent, made whenever a store opens (existing stores gain them in
+# place): what date windows read (``hub.search.sql``), the widest finite date range of a
+# parameter and the resources with several entries of it; the distinct displays of a token
+# parameter, walked by ``:text``.
+SEARCH_UPGRADE: dict[str, str] = {
+    "idx_date_span": f"ON idx_date (pid, high - low) WHERE low > {DATE_MIN} AND high < {DATE_MAX}",
+    "idx_date_several": "ON idx_date (pid, res_pk) WHERE ord > 0",
+    "idx_token_text": "ON idx_token (pid, text_norm) WHERE text_norm IS NOT NULL",
+}
 
 
 class _Reader:
@@ -124,9 +134,26 @@ class Database:
         return conn
 
     def _create_schema(self) -> None:
+        """Create the tables once, and add ``SEARCH_UPGRADE``'s indexes to a store made
+        before them."""
         conn = self._writer
-        if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-            return
+        if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self._create_tables()
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        missing = [name for name in SEARCH_UPGRADE if name not in names]
+        if missing:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for name in missing:
+                    conn.execute(f"CREATE INDEX IF NOT EXISTS {name} {SEARCH_UPGRADE[name]}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _create_tables(self) -> None:
+        conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
             found = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -61,16 +61,17 @@ def write_index_many(
     resources: Sequence[tuple[int, Sequence[IndexEntry]]],
 ) -> None:
     """Insert the entries of several resources of one type, one ``executemany`` per table for
-    all of them (their previous rows must be gone)."""
+    all of them (their previous rows must be gone); ``ord`` numbers the entries of each
+    parameter from 0 (stores written before numbered them per table: ``ord > 0`` is then merely
+    more often true, which date windows tolerate)."""
     rows: dict[str, list[Row]] = {}
     for res_pk, entries in resources:
-        ords: dict[str, int] = {}
+        ords: dict[tuple[str, int], int] = {}  # each parameter's entries numbered from 0
         for e in entries:
             pid = db.pid_for_write(conn, resource_type, e.param)
             table, row = index_row(e)
-            ord_ = ords.get(table, 0)
-            ords[table] = ord_ + 1
-            rows.setdefault(table, []).append((res_pk, pid, ord_, *row, e.group, e.component))
+            n = ords[table, pid] = ords.get((table, pid), -1) + 1
+            rows.setdefault(table, []).append((res_pk, pid, n, *row, e.group, e.component))
     for table, batch in rows.items():
         conn.executemany(_INSERT[table], batch)
 

@@ -20,6 +20,7 @@ from adapters.sqlite._db import Database
 from adapters.sqlite._errors import sqlite_errors
 from adapters.sqlite._index import clear_index, write_index
 from hub.search import sql
+from hub.search.matching import DATE_MAX, DATE_MIN
 from hub.search.model import IndexEntry, Key, SearchQuery, SearchResult
 from hub.search.sql import Cond, Sql, plain_text_prefix
 
@@ -33,6 +34,10 @@ class SqliteDialect:
     by_pk = "+"
     position = "instr"
     name_subqueries = False
+    key_chars: int | None = None
+
+    def key(self, col: str) -> str:
+        return col
 
     def live(self, deleted: str) -> str:
         return f"{deleted} = 0"
@@ -70,7 +75,24 @@ def run_search(db: Database, conn: sqlite3.Connection, query: SearchQuery) -> Se
         lambda rtype, name: db.pids(conn, rtype, name),
         query,
         lambda rtype: live_count(conn, rtype),
+        lambda pids: date_span(conn, pids),
     )
+
+
+def date_span(conn: sqlite3.Connection, pids: list[int]) -> int | None:
+    """The widest finite stored date range of ``pids`` (``hub.search.sql.DateSpan``), one
+    descent of ``idx_date_span`` per pid (named: without statistics the planner would prefer a
+    range of ``idx_date_high``; the bounds are literals, as a partial index needs)."""
+    widths = [
+        row[0] for pid in pids for row in conn.execute(_DATE_SPAN, (pid,)) if row[0] is not None
+    ]
+    return max(widths, default=None)
+
+
+_DATE_SPAN = (
+    "SELECT max(high - low) FROM idx_date INDEXED BY idx_date_span"
+    f" WHERE pid = ? AND low > {DATE_MIN} AND high < {DATE_MAX}"
+)
 
 
 class SqliteSearchIndex:

@@ -11,11 +11,14 @@ Each criterion compiles to two equivalent forms: a *predicate* on a resource row
 ``EXISTS`` probing the index by the resource's primary key) and a *set* (``SELECT res_pk`` from a
 value index). The criterion whose set is smallest (sizes probed with a bounded ``LIMIT``, raised
 once to break a tie) drives the query through ``pk IN (set)``; every other criterion is checked
-per candidate with its predicate. A driver found within the first limit is bound as the list of
-its pks and the predicates as ``(...) IS TRUE``, which a planner cannot turn into joins: so a
+per candidate with its predicate. A driver found within a limit is bound as the list of its
+pks and the predicates as ``(...) IS TRUE``, which a planner cannot turn into joins: so a
 planner that misjudges a criterion as selective cannot drive by it instead. So
 ``ImagingStudy?patient=Patient/123&modality=CT&started=ge2020-01-01`` walks the patient's few
-studies rather than every CT. Values are only ever bound as parameters.
+studies rather than every CT. When more pks are bound than the first limit, each other set no
+larger than ``NARROW_FACTOR`` entries per pk is read once and intersected with them (reading
+index entries in order is far cheaper than a predicate's lookup per candidate), and its
+criterion needs no predicate. Values are only ever bound as parameters.
 
 A date window (search.html#prefix: a lower bound ``ge``/``gt``/``sa`` and an upper bound
 ``lt``/``le``/``eb`` on the same parameter, as in ``started=ge2021-03-01&started=lt2021-04-01``)
@@ -28,14 +31,16 @@ criteria stay checked per candidate, so the answer is the same whichever drives.
 
 Results (search.html#sort, #count, #total, #include): ``_sort`` keys use each resource's lowest
 value ascending and highest descending, resources without a value last, then the resource pk (so
-pages are stable); ``_total=estimate`` on a single-criterion search counts the driving index range
-(an upper bound) instead of the matches; includes are explained on ``_includes``.
+pages are stable); the total of a single-criterion search is the number of distinct pks of its
+set, counted on the index alone (``_total=estimate``: its entries, an upper bound); includes are
+explained on ``_includes``.
 
 Matching rules (search.html):
 
 * token (#token): ``code``, ``system|code``, ``|code`` (no system), ``system|``; ``:not`` matches
   resources with no matching entry (also those without the element); ``:text`` is a case- and
-  accent-insensitive *contains* on the display/text; ``:of-type`` matches identifier type + value.
+  accent-insensitive *contains* on the display/text (as a set: the parameter's distinct texts
+  walked by index, ``_token_text_set``); ``:of-type`` matches identifier type + value.
 * string (#string): starts-with on the folded value (case and accents ignored); ``:exact`` compares
   the value as is; ``:contains`` anywhere in the folded value.
 * date (#prefix, #date): ranges ``[low, high]`` (ms), open ends as -inf/+inf, R4 prefix table:
@@ -116,6 +121,7 @@ __all__ = [
 ]
 
 PROBE_LIMITS = (1000, 20000)  # a tie at the first limit is probed again at the next
+NARROW_FACTOR = 40  # index entries read per candidate pk cost about one predicate test
 INCLUDE_ROUNDS = 5
 _TABLE: dict[str, str] = {
     "token": "idx_token",
@@ -196,6 +202,12 @@ class Dialect(Protocol):
     position: str
     # Whether a subquery in ``FROM`` needs an alias.
     name_subqueries: bool
+    # How many characters of a text value its index holds (``None``: all of them).
+    key_chars: int | None
+
+    def key(self, col: str) -> str:
+        """Text column ``col`` as its value indexes hold it (``col`` or a prefix of it)."""
+        ...
 
     def live(self, deleted: str) -> str:
         """True when the ``deleted`` column says the resource is live."""
@@ -462,6 +474,9 @@ class _Compiler:
                 continue
             x = self._alias("x")
             col = x if correlate is None else f"{self.d.by_pk}{x}"
+            if crit.modifier == "text" and correlate is None and isinstance(value, TokenValue):
+                parts.append(self._token_text_set(value, pids, x))
+                continue
             cond = self.value_cond(ptype, value, crit.modifier, col)
             pid = self.pid_cond(f"{x}.pid", pids)
             where = f"{pid.sql} AND {cond.sql}"
@@ -473,6 +488,62 @@ class _Compiler:
                 where = f"{x}.res_pk = {correlate} AND {where}"
             parts.append(Sql(f"SELECT {x}.res_pk FROM {_TABLE[ptype]} {x} WHERE {where}", params))
         return Sql(" UNION ALL ".join(p.sql for p in parts), [q for p in parts for q in p.params])
+
+    def _token_text_set(self, v: TokenValue, pids: list[int], x: str) -> Sql:
+        """``:text`` as a set (search.html#token): the distinct displays of each parameter are
+        walked one index descent each (``idx_token_text``, a loose index scan as a recursive
+        query), those containing the text kept, and the rows with those displays read by
+        index; far fewer steps than testing every entry when displays repeat, as codes' do.
+
+        Where the index holds a display's first ``key_chars`` characters only, a key containing
+        the text is a match as it is; a key that may have been cut, and does not, is a match
+        when its whole display does (read from the table: rare)."""
+        d, p = self.d, self.d.p
+        if not v.text:
+            raise InvalidSearch(":text needs a search text")
+        needle = fold(v.text)
+        key = d.key(f"{x}.text_norm")
+        parts: list[Sql] = []
+        for pid in pids:
+            found = f"{d.position}(v, {p}) > 0"
+            walk = self._distinct_texts(pid, found, [needle])
+            parts.append(
+                Sql(
+                    f"SELECT {x}.res_pk FROM idx_token {x} WHERE {x}.pid = {p}"
+                    f" AND {key} IS NOT NULL AND {key} IN ({walk.sql})",
+                    [pid, *walk.params],
+                )
+            )
+            if d.key_chars is not None:
+                cut = f"{d.position}(v, {p}) = 0 AND length(v) >= {d.key_chars}"
+                walk = self._distinct_texts(pid, cut, [needle])
+                parts.append(
+                    Sql(
+                        f"SELECT {x}.res_pk FROM idx_token {x} WHERE {x}.pid = {p}"
+                        f" AND {key} IS NOT NULL AND {key} IN ({walk.sql})"
+                        f" AND {d.position}({x}.text_norm, {p}) > 0",
+                        [pid, *walk.params, needle],
+                    )
+                )
+        if not parts:
+            return Sql(f"SELECT {x}.res_pk FROM idx_token {x} WHERE {d.false}", [])
+        return Sql(" UNION ALL ".join(q.sql for q in parts), [v for q in parts for v in q.params])
+
+    def _distinct_texts(self, pid: int, keep: str, params: Params) -> Sql:
+        """The distinct display keys of parameter ``pid`` meeting ``keep`` (on column ``v``), in
+        one index descent each: a recursive query stepping to the next greater key."""
+        d, p = self.d, self.d.p
+        walk, y, z = self._alias("k"), self._alias("y"), self._alias("z")
+        first, following = d.key(f"{y}.text_norm"), d.key(f"{z}.text_norm")
+        return Sql(
+            f"WITH RECURSIVE {walk}(v) AS ("
+            f"SELECT min({first}) FROM idx_token {y} WHERE {y}.pid = {p} AND {first} IS NOT NULL"
+            f" UNION ALL SELECT (SELECT min({following}) FROM idx_token {z}"
+            f" WHERE {z}.pid = {p} AND {following} IS NOT NULL AND {following} > {walk}.v)"
+            f" FROM {walk} WHERE {walk}.v IS NOT NULL)"
+            f" SELECT v FROM {walk} WHERE v IS NOT NULL AND {keep}",
+            [pid, pid, *params],
+        )
 
     def _composite(
         self, crit: Criterion, value: SearchValue, pids: list[int], correlate: str | None
@@ -603,7 +674,7 @@ class _Compiler:
 
     def _indexed(self, crit: Criterion) -> bool:
         ptype = crit.param.type
-        if ptype == "composite":
+        if ptype == "composite" or (ptype == "token" and crit.modifier == "text"):
             return True
         for value in crit.values:
             probe = self.value_cond(ptype, value, crit.modifier, "z")
@@ -717,6 +788,19 @@ def _rows(conn: Connection, sql: str, params: Sequence[object]) -> list[Row]:
     return [(int(pk), str(t), str(i)) for pk, t, i in conn.execute(sql, params)]
 
 
+def _rows_of(d: Dialect, conn: Connection, pks: list[int]) -> list[Row]:
+    """The rows of ``pks``, in that order."""
+    if not pks:
+        return []
+    in_pks = d.in_pks("pk", pks)
+    found = {
+        row[0]: row
+        for row in _rows(conn, f"SELECT pk, res_type, res_id FROM resource WHERE {in_pks.sql}",
+                         in_pks.params)
+    }  # fmt: skip
+    return [found[pk] for pk in pks]
+
+
 def live_count(d: Dialect, conn: Connection, resource_type: str | None) -> int:
     """Live resources of ``resource_type`` (all types if ``None``), from ``type_count``."""
     if resource_type is None:
@@ -737,33 +821,95 @@ def _first_pks(d: Dialect, conn: Connection, s: _Set, limit: int) -> list[int]:
     return [int(row[0]) for row in conn.execute(sql, s.params)]
 
 
+def _within(d: Dialect, conn: Connection, s: _Set, pks: list[int]) -> list[int]:
+    """The pks of ``pks`` that ``s`` selects: ``s``'s index ranges read once, each entry tested
+    against the list."""
+    in_pks = d.in_pks("q.p", pks)
+    sql = f"WITH q(p) AS ({s.sql}) SELECT DISTINCT q.p FROM q WHERE {in_pks.sql}"
+    return sorted(int(row[0]) for row in conn.execute(sql, [*s.params, *in_pks.params]))
+
+
+@dataclass
+class _Driver:
+    """The candidate set a query is driven by; with ``pks`` bound as the list of them, and
+    ``met`` the criteria those pks are known to meet (no predicate needed)."""
+
+    key: object
+    set: _Set
+    pks: list[int] | None = None
+    met: list[object] | None = None
+
+
 def _choose_driver(
     d: Dialect, conn: Connection, candidates: list[tuple[object, _Set]]
-) -> tuple[object, _Set, bool] | None:
-    """The candidate with the fewest index entries, each counted only up to a limit (in the
-    first round, up to the fewest found so far: no more are needed to lose), and whether it is
-    bound as the list of its pks: one that fits the first limit is."""
+) -> _Driver | None:
+    """The candidate with the fewest index entries, each counted only up to a limit: the first
+    limit, or the fewest found so far (no more are needed to lose); when every one exceeds the
+    first limit they are counted again up to the next. The one found within a limit is bound as
+    the list of its pks, narrowed by the other candidates (``_narrow``); with none found, the
+    first drives as a subquery."""
     if len(candidates) <= 1:
-        return (*candidates[0], False) if candidates else None
-    best: tuple[int, list[int]] | None = None  # (index, pks) of the smallest so far
-    for at, (_, s) in enumerate(candidates):
-        limit = PROBE_LIMITS[0] if best is None else len(best[1]) - 1
-        pks = _first_pks(d, conn, s, limit)
-        if len(pks) <= limit:
-            best = (at, pks)
-    if best is not None:
-        in_pks = d.in_pks("pk", sorted(set(best[1])))
-        key = candidates[best[0]][0]
-        return key, _Set(f"SELECT pk FROM resource WHERE {in_pks.sql}", in_pks.params, True), True
-    for limit in PROBE_LIMITS[1:]:  # every one exceeds the first limit
-        if len(candidates) <= 1:
+        return _Driver(*candidates[0]) if candidates else None
+    sizes: dict[int, tuple[int, int]] = {}  # candidate -> (entries counted, limit counted to)
+    for round_, limit in enumerate(PROBE_LIMITS):
+        best: tuple[int, int, list[int] | None] | None = None  # index, size, pks if fetched
+        for at, (_, s) in enumerate(candidates):
+            cap = limit if best is None else best[1] - 1
+            fetched: list[int] | None = None
+            if round_ == 0:  # small sets: fetching the pks costs about what counting does
+                fetched = _first_pks(d, conn, s, cap)
+                size = len(fetched)
+            else:
+                size = _probe(d, conn, s, cap)
+            sizes[at] = (size, cap)
+            if size <= cap:
+                best = (at, size, fetched)
+        if best is not None:
+            at, _, found = best
+            pks = found if found is not None else _first_pks(d, conn, candidates[at][1], limit)
+            others = [(c, sizes[i]) for i, c in enumerate(candidates) if i != at]
+            kept, met = _narrow(d, conn, sorted(set(pks)), others)
+            in_pks = d.in_pks("pk", kept)
+            bound = _Set(f"SELECT pk FROM resource WHERE {in_pks.sql}", in_pks.params, True)
+            return _Driver(candidates[at][0], bound, kept, [candidates[at][0], *met])
+    return _Driver(*candidates[0])
+
+
+def _narrow(
+    d: Dialect,
+    conn: Connection,
+    pks: list[int],
+    others: list[tuple[tuple[object, _Set], tuple[int, int]]],
+) -> tuple[list[int], list[object]]:
+    """Keep of ``pks`` those the other candidates' sets select, for each set no larger than
+    ``NARROW_FACTOR`` entries per pk: reading such a set's index range costs less than testing
+    each pk with the criterion's predicate. Smallest first, counted (``_probe``) unless its
+    size is known, while more pks remain than the first probe limit (fewer are tested at
+    little cost). Returns the pks kept and the keys of the sets that narrowed them."""
+    met: list[object] = []
+    for (key, s), (size, counted_to) in sorted(others, key=lambda o: o[1][0]):
+        if len(pks) <= PROBE_LIMITS[0]:
             break
-        sizes = [_probe(d, conn, s, limit) for _, s in candidates]
-        smallest = min(sizes)
-        candidates = [c for c, n in zip(candidates, sizes, strict=True) if n == smallest]
-        if smallest <= limit:
-            break
-    return (*candidates[0], False)
+        cap = NARROW_FACTOR * len(pks)
+        if size > counted_to and counted_to < cap:  # more than counted, maybe not too many
+            size = _probe(d, conn, s, cap)
+        if size > cap:
+            continue
+        pks = _within(d, conn, s, pks)
+        met.append(key)
+    return pks, met
+
+
+def _page(d: Dialect, driver: _Driver, count: int, offset: int) -> Sql:
+    """The pks of one page, in pk order, of a driver that meets every criterion."""
+    if driver.pks is not None:
+        in_page = d.in_pks("pk", driver.pks[offset : offset + count])
+        return Sql(f"SELECT pk FROM resource WHERE {in_page.sql}", in_page.params)
+    distinct = f"SELECT DISTINCT * FROM {_sub(d, driver.set.sql, 'd')} ORDER BY 1"
+    return Sql(
+        f"SELECT * FROM {_sub(d, f'{distinct} LIMIT {d.p} OFFSET {d.p}', 'e')}",
+        [*driver.set.params, count, offset],
+    )
 
 
 def run_search(
@@ -784,12 +930,13 @@ def run_search(
     if date_span is not None:  # first: likely the smallest, it bounds the other probes
         drivable[:0] = comp.date_windows(query.criteria, rtype, date_span)
     driver = _choose_driver(d, conn, drivable)
+    met = (driver.met or [driver.key]) if driver is not None else []
 
     where: list[str] = []
     params: Params = []
     if driver is not None:
-        where.append(f"r.pk IN ({driver[1].sql})")
-        params += driver[1].params
+        where.append(f"r.pk IN ({driver.set.sql})")
+        params += driver.set.params
         if rtype is not None:
             where.append(f"{d.by_pk}r.res_type = {d.p}")  # let the driving set pick the rows
             params.append(rtype)
@@ -798,42 +945,77 @@ def run_search(
         params.append(rtype)
     where.append(d.live("r.deleted"))
     for crit, _ in sets:
-        if driver is not None and crit is driver[0]:
+        if any(crit is key for key in met):
             continue
         pred = comp.predicate(crit, rtype, "r")
         # few candidates (bound pks): each checked in turn; ``IS TRUE`` keeps a planner from
         # turning the check into a join that an estimate gone wrong would drive
-        where.append(f"({pred.sql}) IS TRUE" if driver is not None and driver[2] else pred.sql)
+        bound = driver is not None and driver.pks is not None
+        where.append(f"({pred.sql}) IS TRUE" if bound else pred.sql)
         params += pred.params
     clause = " AND ".join(where)
+    # Every set selects live resources of the type only (pk_set), so when the driver's pks
+    # meet every criterion its distinct pks are the matches: in pk order, pages and totals are
+    # read from the index alone.
+    alone = driver is not None and all(any(c is key for key in met) for c, _ in sets)
+    bound = driver is not None and driver.pks is not None
+    offset = max(0, query.offset)
+    page_wanted = query.count > 0 and query.summary != "count"
+    total_wanted = query.total != "none" or query.summary == "count"
+
+    order: list[str] = []
+    order_params: Params = []
+    for key in query.sort:
+        expr = comp.sort_expr(key, rtype, "r")
+        order.append(f"{expr.sql} {'DESC' if key.descending else 'ASC'} NULLS LAST")
+        order_params += expr.params
+    order.append("r.pk")
 
     matches: list[Row] = []
-    if query.count > 0 and query.summary != "count":
-        order: list[str] = []
-        order_params: Params = []
-        for key in query.sort:
-            expr = comp.sort_expr(key, rtype, "r")
-            order.append(f"{expr.sql} {'DESC' if key.descending else 'ASC'} NULLS LAST")
-            order_params += expr.params
-        order.append("r.pk")
+    total: int | None = None
+    if alone and driver is not None and not query.sort:
+        if page_wanted:
+            page = _page(d, driver, query.count, offset)
+            matches = _rows(
+                conn,
+                f"SELECT r.pk, r.res_type, r.res_id FROM resource r WHERE r.pk IN ({page.sql})"
+                " ORDER BY r.pk",
+                page.params,
+            )
+    elif bound and page_wanted and total_wanted:
+        # few candidates: every match found in one pass gives both the page and the total
+        ordered = [
+            int(pk)
+            for (pk,) in conn.execute(
+                f"SELECT r.pk FROM resource r WHERE {clause} ORDER BY {', '.join(order)}",
+                [*params, *order_params],
+            )
+        ]
+        total = len(ordered)
+        matches = _rows_of(d, conn, ordered[offset : offset + query.count])
+    elif page_wanted:
         matches = _rows(
             conn,
             f"SELECT r.pk, r.res_type, r.res_id FROM resource r WHERE {clause}"
             f" ORDER BY {', '.join(order)} LIMIT {d.p} OFFSET {d.p}",
-            [*params, *order_params, query.count, max(0, query.offset)],
+            [*params, *order_params, query.count, offset],
         )
 
-    total: int | None = None
-    if query.total != "none" or query.summary == "count":
+    if total_wanted and total is None:
         if matches and len(matches) < query.count:
-            total = max(0, query.offset) + len(matches)
+            total = offset + len(matches)
         elif not sets:
             total = count_live(rtype)
-        elif query.total == "estimate" and driver is not None and len(sets) == 1:
-            # search.html#total: an estimate may be rough; the driving index range's size is an
-            # upper bound (exact unless a resource has several entries matching the value).
-            counted = f"SELECT count(*) FROM {_sub(d, driver[1].sql, 'd')}"
-            total = _scalar(conn, counted, driver[1].params)
+        elif alone and driver is not None and driver.pks is not None:
+            total = len(driver.pks)
+        elif alone and driver is not None:
+            # search.html#total: an estimate may be rough; the driving entries are counted
+            # then (exact unless a resource has several)
+            entries = driver.set.sql
+            if query.total != "estimate":
+                entries = f"SELECT DISTINCT * FROM {_sub(d, entries, 'd')}"
+            counted = f"SELECT count(*) FROM {_sub(d, entries, 'e')}"
+            total = _scalar(conn, counted, driver.set.params)
         else:
             total = _scalar(conn, f"SELECT count(*) FROM resource r WHERE {clause}", params)
 

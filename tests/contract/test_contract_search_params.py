@@ -19,6 +19,7 @@ from hub.search.model import (
 from hub.search.registry import default_registry
 
 Case = tuple[str, str, set[str]]
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 
 def check(store: Any, resource_type: str, cases: list[tuple[str, set[str]]]) -> None:
@@ -96,6 +97,49 @@ def test_token_text_and_of_type(loaded: Any) -> None:
             ),
             ("identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|MRN2", set()),
             ("identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|DL|MRN1", set()),
+        ],
+    )
+
+
+def test_token_text_over_repeated_and_long_displays(store: Any) -> None:
+    """``:text`` walks the distinct displays of a parameter (hub.search.sql): every resource
+    whose display contains the text is found, however many share that display, and a display
+    longer than an index key (200 characters) is matched beyond the key."""
+    long_display = "x" * 230 + " Lumbar spine"
+    sites = ["Chest", "Left knee", "Structure of chest wall", long_display, "Abdomen"]
+    store.put(
+        *(
+            {
+                "resourceType": "ImagingStudy",
+                "id": f"b{i}",
+                "status": "available" if i % 2 else "registered",
+                "subject": {"reference": "Patient/p1"},
+                "series": [
+                    {
+                        "uid": f"1.2.3.{i}",
+                        "modality": {"system": DCM, "code": "CT"},
+                        "bodySite": {"system": "http://snomed.info/sct", "code": str(i % 5),
+                                     "display": sites[i % 5]},
+                    }
+                ],
+            }
+            for i in range(40)
+        )
+    )  # fmt: skip
+    every = {i: f"b{i}" for i in range(40)}
+    check(
+        store,
+        "ImagingStudy",
+        [
+            ("bodysite:text=chest", {b for i, b in every.items() if i % 5 in (0, 2)}),
+            ("bodysite:text=CHEST WALL", {b for i, b in every.items() if i % 5 == 2}),
+            ("bodysite:text=lumbar", {b for i, b in every.items() if i % 5 == 3}),
+            ("bodysite:text=knee,abdomen", {b for i, b in every.items() if i % 5 in (1, 4)}),
+            ("bodysite:text=pelvis", set()),
+            (
+                "bodysite:text=chest&status=available",
+                {b for i, b in every.items() if i % 5 in (0, 2) and i % 2},
+            ),
         ],
     )
 

@@ -437,3 +437,68 @@ def test_searches_are_planned_with_their_values_never_prepared(postgres_database
             assert len(prepared(conn)) == 1
     finally:
         engine.close()
+
+
+def test_a_database_of_the_earlier_search_layout_is_upgraded_when_opened(
+    postgres_database: str,
+) -> None:
+    """Key columns and covering indexes (``_schema.search_upgrade``) are added to a database
+    that has the indexes on ``left(col, 200)`` of earlier versions, which are dropped."""
+    engine = PostgresEngine(postgres_database)
+    put(engine, patient("p1", "Garcia", gender="female"))
+    engine.close()
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE idx_token DROP COLUMN k_code, DROP COLUMN k_system, DROP COLUMN k_text;"
+            " ALTER TABLE idx_string DROP COLUMN k_norm;"
+            " DROP INDEX idx_date_from, idx_date_to, idx_reference_to;"
+            " CREATE INDEX idx_token_code ON idx_token (pid, left(code, 200), left(system, 200));"
+            " CREATE INDEX idx_string_norm ON idx_string (pid, left(norm, 200));"
+            " CREATE INDEX idx_date_low ON idx_date (pid, low, high)"
+        )
+    engine = PostgresEngine(postgres_database)
+    try:
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            names = {row[0] for row in conn.execute("SELECT relname FROM pg_class")}
+            columns = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_name IN ('idx_token', 'idx_string')"
+                )
+            }
+        assert {"idx_token_key", "idx_token_text_key", "idx_string_key", "idx_date_from"} <= names
+        assert not {"idx_token_code", "idx_string_norm", "idx_date_low"} & names
+        assert {"k_code", "k_system", "k_text", "k_norm"} <= columns
+        assert ids(engine, "Patient", "family=garc&gender=female") == ["p1"]  # rows kept keys
+    finally:
+        engine.close()
+
+
+def test_a_value_range_is_read_from_its_index_alone(postgres_database: str) -> None:
+    """The pks of a token or string value come from an index-only scan of a covering index
+    (the key column, not an expression of the value, so the planner need not visit the
+    table), once the table is vacuumed (its visibility map set)."""
+    engine = PostgresEngine(postgres_database)
+    try:
+        with engine.repository.transaction() as tx:
+            for i in range(2000):
+                p = patient(f"p{i}", "Garcia" if i % 2 else "Lopez", gender="female")
+                tx.put("Patient", p["id"], p, extract_index_entries(p))
+        with psycopg.connect(postgres_database, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE idx_token, idx_string")
+            pid = engine._db.pid_for_write("Patient", "gender")
+            plan = "\n".join(
+                row[0]
+                for row in conn.execute(
+                    "EXPLAIN (ANALYZE, COSTS OFF) SELECT res_pk FROM idx_token"
+                    " WHERE pid = %s AND k_code = 'female' AND k_system IS NULL",
+                    (pid,),
+                )
+            )
+        assert "Index Only Scan using idx_token_key" in plan and "Heap Fetches: 0" in plan, plan
+        assert "rows=2000" in plan, plan
+        query = "family=garcia&_total=accurate&_count=5"
+        assert len(ids(engine, "Patient", query)) == 5
+    finally:
+        engine.close()

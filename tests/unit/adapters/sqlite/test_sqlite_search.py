@@ -3,6 +3,7 @@ index use), parameter binding, totals. Matching semantics are in tests/contract.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,10 +218,159 @@ def test_a_tie_at_the_first_probe_limit_is_broken_by_a_larger_probe(tmp_path: Pa
         ),
     )
     spy = spied(eng, query)
-    probes = [sql for sql, _ in spy.plans if "LIMIT 20001" in sql]
-    assert len(probes) == 2, "both saturated the first probe"
-    main = next(i for i, (sql, _) in enumerate(spy.plans) if sql.startswith("SELECT r.pk"))
+    assert sum("LIMIT 1001" in sql for sql, _ in spy.plans) == 2, "both exceed the first limit"
+    # counted again: the first up to the next limit, the second only up to the first's size
+    assert any("LIMIT 20001" in sql for sql, _ in spy.plans)
+    assert any("LIMIT 3000" in sql for sql, _ in spy.plans)
     modality = eng._db.pids(eng._db.reader(), "ImagingStudy", "modality")
-    assert spy.params[main][:2] == [*modality, "CT"], "the smaller set drives"
-    assert eng.search_index.search(query).total == 1500
+    fetched = [
+        params
+        for (sql, _), params in zip(spy.plans, spy.params, strict=True)
+        if sql.startswith("SELECT * FROM") and "LIMIT 20001" in sql
+    ]
+    assert fetched == [[*modality, "CT"]], "the smaller set drives: its pks are fetched"
+    found = eng.search_index.search(SearchQuery("ImagingStudy", query.criteria, count=2000))
+    assert found.total == 1500 and {int(i[1:]) % 2 for _, i in found.matches} == {1}
+    eng.close()
+
+
+def test_a_bound_driver_is_narrowed_by_sets_no_larger_than_its_factor(tmp_path: Path) -> None:
+    """1,500 CT studies drive (over the first probe limit); the 2,000 with status "available"
+    are read as one set and intersected with them, so neither is tested per candidate."""
+    eng = SqliteEngine("sqlite://", data_dir=str(tmp_path))
+    with eng.repository.transaction() as tx:
+        for i in range(4000):
+            entries = [TokenEntry("status", None, "available" if i % 2 else "registered")]
+            if i % 8 in (1, 2, 4):
+                entries.append(TokenEntry("modality", None, "CT"))
+            tx.put("ImagingStudy", f"s{i}", {}, entries)
+    query = SearchQuery(
+        "ImagingStudy",
+        (
+            Criterion(ParamRef("modality", "token"), (TokenValue(code="CT"),)),
+            Criterion(ParamRef("status", "token"), (TokenValue(code="available"),)),
+        ),
+        count=2000,
+        total="accurate",
+    )
+    spy = spied(eng, query)
+    within = [sql for sql, _ in spy.plans if sql.startswith("WITH q(p)")]
+    assert len(within) == 1, "the larger set narrows the driver's pks"
+    main = next(sql for sql, _ in spy.plans if sql.startswith("SELECT r.pk"))
+    assert "EXISTS" not in main, "both criteria are met by the narrowed pks"
+    found = eng.search_index.search(query)
+    expected = {f"s{i}" for i in range(4000) if i % 8 == 1}
+    assert {i for _, i in found.matches} == expected and found.total == len(expected) == 500
+    eng.close()
+
+
+def test_a_set_larger_than_the_factor_stays_a_predicate(tmp_path: Path) -> None:
+    eng = SqliteEngine("sqlite://", data_dir=str(tmp_path))
+    with eng.repository.transaction() as tx:
+        for i in range(1500):  # 1,010 CT studies, 1,011 with the month's date
+            entries = [TokenEntry("modality", None, "CT" if i < 1010 else "MR")]
+            if i >= 489:
+                entries.append(DateEntry("started", 1_000 + i, 1_000 + i))
+            tx.put("ImagingStudy", f"s{i}", {}, entries)
+    query = SearchQuery(
+        "ImagingStudy",
+        (
+            Criterion(ParamRef("modality", "token"), (TokenValue(code="CT"),)),
+            Criterion(STARTED, (DateValue("ge", 0, 0),)),
+        ),
+        count=2000,
+    )
+    spy = spied(eng, query)
+    narrowed = [sql for sql, _ in spy.plans if sql.startswith("WITH q(p)")]
+    assert len(narrowed) == 1, "the dates (1,011 entries) narrow the 1,010 CT studies"
+    with eng.repository.transaction() as tx:  # now 50 times more MR dates than CT studies
+        for i in range(1500, 52000):
+            tx.put("ImagingStudy", f"s{i}", {}, [DateEntry("started", 10**6 + i, 10**6 + i)])
+    spy = spied(eng, query)
+    assert not any(sql.startswith("WITH q(p)") for sql, _ in spy.plans)
+    main = next(sql for sql, _ in spy.plans if sql.startswith("SELECT r.pk"))
+    assert main.count("EXISTS") == 1, "the dates are tested per CT study"
+    found = eng.search_index.search(query)
+    assert {i for _, i in found.matches} == {f"s{i}" for i in range(489, 1010)}
+    eng.close()
+
+
+def test_an_accurate_total_counts_each_resource_once(engine: SqliteEngine) -> None:
+    with engine.repository.transaction() as tx:  # two entries matching CT
+        tx.put("ImagingStudy", "twice", {}, [TokenEntry("modality", None, "CT")] * 2)
+        tx.delete("ImagingStudy", "s0")
+    ct = Criterion(ParamRef("modality", "token"), (TokenValue(code="CT"),))
+    query = SearchQuery("ImagingStudy", (ct,), count=0, total="accurate")
+    assert engine.search_index.search(query).total == 60
+    estimate = SearchQuery("ImagingStudy", (ct,), count=0, total="estimate")
+    assert engine.search_index.search(estimate).total == 61, "entries, an upper bound"
+    every = engine.search_index.search(SearchQuery("ImagingStudy", (ct,), count=100)).matches
+    assert len(every) == len(set(every)) == 60 and ("ImagingStudy", "twice") in every
+    pages = [
+        engine.search_index.search(SearchQuery("ImagingStudy", (ct,), count=7, offset=o))
+        for o in range(0, 63, 7)
+    ]
+    assert [m for page in pages for m in page.matches] == every, "pages in pk order, no repeat"
+    assert {page.total for page in pages} == {60}
+
+
+def test_a_month_is_driven_by_its_date_window(tmp_path: Path) -> None:
+    eng = SqliteEngine("sqlite://", data_dir=str(tmp_path))
+    day = 86_400_000
+    with eng.repository.transaction() as tx:
+        for i in range(3000):  # one study a day, each a whole day
+            tx.put("ImagingStudy", f"s{i}", {}, [DateEntry("started", i * day, (i + 1) * day - 1)])
+    query = SearchQuery(
+        "ImagingStudy",
+        (
+            Criterion(STARTED, (DateValue("ge", 1000 * day, 1001 * day - 1),)),
+            Criterion(STARTED, (DateValue("lt", 1030 * day, 1031 * day - 1),)),
+        ),
+        count=100,
+    )
+    spy = spied(eng, query)
+    main = next(i for i, (sql, _) in enumerate(spy.plans) if sql.startswith("SELECT r.pk"))
+    bound = json.loads(str(spy.params[main][0]))
+    assert 30 <= len(bound) <= 32, "the window: the month and its widest entry's day before"
+    found = eng.search_index.search(query)
+    assert sorted(int(i[1:]) for _, i in found.matches) == list(range(1000, 1030))
+    eng.close()
+
+
+def test_token_text_walks_the_distinct_displays_by_index(tmp_path: Path) -> None:
+    eng = SqliteEngine("sqlite://", data_dir=str(tmp_path))
+    sites = ("Chest", "Knee", "Chest wall")
+    with eng.repository.transaction() as tx:
+        for i in range(300):
+            site = sites[i % 3]
+            tx.put("ImagingStudy", f"s{i}", {}, [TokenEntry("bodysite", None, "1", text=site)])
+    crit = Criterion(ParamRef("bodysite", "token"), (TokenValue(text="chest"),), modifier="text")
+    query = SearchQuery("ImagingStudy", (crit,), count=300)
+    plans = traced(eng, query)
+    steps = [step for _, plan in plans for step in plan]
+    assert any("INDEX idx_token_text (pid=? AND text_norm>?)" in step for step in steps), steps
+    assert not any(step.startswith("SCAN") and "idx_token" in step for step in steps), steps
+    found = eng.search_index.search(query)
+    assert len(found.matches) == 200
+    eng.close()
+
+
+def test_an_existing_store_gains_the_search_indexes_when_opened(tmp_path: Path) -> None:
+    eng = SqliteEngine("sqlite://", data_dir=str(tmp_path))
+    with eng.repository.transaction() as tx:
+        tx.put("ImagingStudy", "a", {}, [DateEntry("started", 0, 5), DateEntry("started", 7, 9)])
+        tx.put("ImagingStudy", "b", {}, [DateEntry("started", 1, 2), DateEntry("issued", 3, 4)])
+    conn = eng._db.reader()
+    ords = conn.execute("SELECT ord FROM idx_date ORDER BY res_pk, low").fetchall()
+    assert [o for (o,) in ords] == [0, 1, 0, 0], "each parameter's entries numbered from 0"
+    path = eng._db.path
+    eng.close()
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        "DROP INDEX idx_date_span; DROP INDEX idx_date_several; DROP INDEX idx_token_text;"
+    )
+    raw.close()
+    eng = SqliteEngine("sqlite://", data_dir=str(tmp_path))
+    names = {n for (n,) in eng._db.reader().execute("SELECT name FROM sqlite_master")}
+    assert {"idx_date_span", "idx_date_several", "idx_token_text"} <= names
     eng.close()
