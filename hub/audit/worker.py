@@ -5,6 +5,13 @@ does. In the serving process that work would take turns with the requests under 
 own process it runs on another core. It tails the journal and writes through its own connection
 to the store (SQLite WAL admits one writer at a time; each batch is one short transaction), and
 stops when asked, or when the hub that started it is gone.
+
+It runs at the lowest CPU priority (nice 19): on a core the hub also serves from, it uses the
+time serving leaves (waits on disks and peers, quiet periods). Under load that keeps every core
+busy its lag grows, shown by ``/health`` (``auditIndex``), and is caught up when load eases; the
+events are in the journal meanwhile, flushed before each response, so none is lost. It holds
+the store's write lock for one small batch at a time (``BATCH`` events, a few milliseconds of
+work, their extraction done before), so a hub writer waiting behind it, asleep, lets it finish.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from hub.engines import open_engine
 from hub.search.registry import default_registry
 
 log = logging.getLogger("pixelhub.audit")
+BATCH = 100  # events per transaction
 
 
 def index_until_stopped(
@@ -32,6 +40,7 @@ def index_until_stopped(
     poll_seconds: float,
 ) -> None:
     """The worker's body: index batch after batch, waiting ``poll_seconds`` when idle."""
+    os.nice(19)
     engine = open_engine(database, data_dir=data_dir)
     try:
         directory = Path(journal_dir)
@@ -40,6 +49,7 @@ def index_until_stopped(
             directory,
             lambda: engine.change_feed.cursor(cursor),
             store_events(engine, default_registry(), cursor),
+            batch_size=BATCH,
         )
         while not stop.is_set() and os.getppid() == parent:
             try:

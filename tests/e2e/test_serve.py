@@ -211,7 +211,8 @@ def test_audit_events_are_indexed_by_a_worker_process_that_stops_with_the_hub(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 7: with ``PIXELHUB_AUDIT_INDEX_PROCESS`` ``pixelhub serve`` indexes AuditEvents in
-    a worker process; they become searchable, and SIGTERM stops the worker."""
+    a worker process at the lowest CPU priority; they become searchable, and SIGTERM stops the
+    worker."""
     monkeypatch.setenv("PIXELHUB_AUDIT_INDEX_PROCESS", "true")
     with running_hub(tmp_path / "data") as (proc, url):
         headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -228,6 +229,8 @@ def test_audit_events_are_indexed_by_a_worker_process_that_stops_with_the_hub(
                     break
                 time.sleep(0.2)
             assert found.get("total") == 2, found
+            # at the lowest priority: it uses the CPU time serving leaves
+            assert os.getpriority(os.PRIO_PROCESS, workers[0]) == 19
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     deadline = time.monotonic() + 10
