@@ -1,7 +1,7 @@
 """Issue 4: ``pixelhub serve`` receiving DICOM in more than one process (``dicom_processes``):
 every process serves associations on the one port, their instances make one study, their
-audit events go into the hub's one hash chain, a receiving process that dies is replaced, and
-SIGTERM stops them all."""
+audit events go into the hub's one hash chain, every process answers C-FIND, C-GET and C-MOVE,
+a receiving process that dies is replaced, and SIGTERM stops them all."""
 
 from __future__ import annotations
 
@@ -14,13 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE
+from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
+from pynetdicom.sop_class import CTImageStorage
 
+from adapters.dicom._find import STUDY_ROOT_FIND
+from adapters.dicom._retrieve import STUDY_ROOT_GET, STUDY_ROOT_MOVE
 from hub.cli import main as cli_main
 from tests.e2e.test_serve import TOKEN, running_hub
-from tests.integration.dicom.dicom_support import CT_CLASS, make_ct
+from tests.integration.dicom.dicom_support import CT_CLASS, free_port, make_ct
 from tests.support.processes import children
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -125,6 +129,83 @@ def test_every_process_serves_associations_into_one_study_and_one_audit_chain(
     _wait("the receiving process to end with the hub", lambda: not Path(f"/proc/{worker}").exists())
     verified = CliRunner().invoke(cli_main, ["audit", "verify", "--data-dir", str(data)])
     assert verified.exit_code == 0, verified.output
+
+
+def test_every_process_answers_find_get_and_move(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two associations, one per process, each asks C-FIND, C-GET and C-MOVE for a study stored
+    on a third: the receiving process reads the store its own connection opened."""
+    monkeypatch.setenv("PIXELHUB_DICOM_PROCESSES", "2")
+    monkeypatch.setenv("PIXELHUB_DICOM_ALLOWED_PEERS", "PYSCU")
+    monkeypatch.setenv("PIXELHUB_CHANNELS", "dicom")
+    dest_port = free_port()
+    monkeypatch.setenv("PIXELHUB_DICOM_DESTINATIONS", f"DEST=127.0.0.1:{dest_port}")
+    moved: list[str] = []
+
+    def keep(into: list[str]) -> object:
+        def store(event: object) -> int:
+            into.append(str(event.request.AffectedSOPInstanceUID))  # type: ignore[attr-defined]
+            return 0x0000
+
+        return store
+
+    dest = AE(ae_title="DEST")
+    dest.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
+    server = dest.start_server(
+        ("127.0.0.1", dest_port), block=False, evt_handlers=[(evt.EVT_C_STORE, keep(moved))]
+    )
+    data = tmp_path / "data"
+    study = _study_uid()
+    sops = [f"{study}.1.{i}" for i in range(1, 4)]
+    try:
+        with running_hub(data) as (proc, _url):
+            port = int(json.loads((data / "ports.json").read_text())["dicom"])
+            [worker] = _receivers(proc.pid)
+            [storer] = _associate(port, 1)
+            for sop in sops:
+                assert storer.send_c_store(make_ct(sop=sop, study=study)).Status == 0x0000
+            storer.release()
+            _wait("no connection", lambda: not _connections_to(port))
+            got: list[str] = []
+            ae = AE(ae_title="PYSCU")
+            ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+            for model in (STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE):
+                ae.add_requested_context(model, ExplicitVRLittleEndian)
+            ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+            assocs = [
+                ae.associate(
+                    "127.0.0.1", port, ae_title="PIXELHUB",
+                    ext_neg=[build_role(CTImageStorage, scp_role=True)],
+                    evt_handlers=[(evt.EVT_C_STORE, keep(got))],
+                )
+                for _ in range(2)
+            ]  # fmt: skip
+            assert all(a.is_established for a in assocs)
+            _wait("2 connections", lambda: len(_connections_to(port)) == 2)
+            assert len(_sockets_of(worker) & _connections_to(port)) == 1, "one each"
+            query = Dataset()
+            query.QueryRetrieveLevel = "STUDY"
+            query.StudyInstanceUID = study
+            for assoc in assocs:
+                find = Dataset()
+                find.QueryRetrieveLevel = "STUDY"
+                find.StudyInstanceUID = study
+                find.NumberOfStudyRelatedInstances = ""
+                answers = list(assoc.send_c_find(find, STUDY_ROOT_FIND))
+                matches = [i for s, i in answers if s.Status == 0xFF00]
+                assert answers[-1][0].Status == 0x0000 and len(matches) == 1, answers
+                assert int(matches[0].NumberOfStudyRelatedInstances) == 3
+                final = list(assoc.send_c_get(query, STUDY_ROOT_GET))[-1][0]
+                assert final.Status == 0x0000 and final.NumberOfCompletedSuboperations == 3
+                final = list(assoc.send_c_move(query, "DEST", STUDY_ROOT_MOVE))[-1][0]
+                assert final.Status == 0x0000 and final.NumberOfCompletedSuboperations == 3
+                assoc.release()
+            assert sorted(got) == sorted(moved) == sorted(sops * 2)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0
+    finally:
+        server.shutdown()
 
 
 @pytest.mark.usefixtures("two_processes")
