@@ -17,6 +17,7 @@ several statements that must agree run in one ``REPEATABLE READ`` read-only snap
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,8 @@ from psycopg_pool import ConnectionPool
 from adapters.postgres._errors import postgres_errors
 from adapters.postgres._schema import SCHEMA_VERSION, STATEMENTS, search_upgrade
 from hub.errors import HubError, OutOfResources
+
+log = logging.getLogger("pixelhub.store")
 
 # Advisory lock keys (pg_advisory_*); they are per database.
 SCHEMA_LOCK = 0x5058_4855_0001
@@ -121,6 +124,7 @@ class Database:
                 )
             }
             for statement in search_upgrade(columns, relations):
+                log.info("PostgreSQL store: %s (once)", statement)
                 conn.execute(statement)
 
     def _check_open(self) -> None:

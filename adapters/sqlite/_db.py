@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -30,6 +31,7 @@ from adapters.sqlite._errors import sqlite_errors
 from hub.errors import HubError, OutOfResources
 from hub.search.matching import DATE_MAX, DATE_MIN
 
+log = logging.getLogger("pixelhub.store")
 SCHEMA_VERSION = 1
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Added after version 1, idempotent, made whenever a store opens (existing stores gain them in
@@ -142,6 +144,7 @@ class Database:
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         missing = [name for name in SEARCH_UPGRADE if name not in names]
         if missing:
+            log.info("SQLite store %s: adding search indexes %s (once)", self.path, missing)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for name in missing:

@@ -25,9 +25,11 @@ A date window (search.html#prefix: a lower bound ``ge``/``gt``/``sa`` and an upp
 is one more driver candidate where the engine gives ``date_span`` (the widest finite stored
 range): each bound alone selects about half the rows, but a resource whose entry meets both has
 that entry's ``low`` within ``[lower - span, upper]``, one range of the ``(pid, low)`` index. The
-window's set is a superset: it adds the entries with an open end and every resource with more
-than one entry of the parameter (``ord > 0``: the bounds may be met by different entries); both
-criteria stay checked per candidate, so the answer is the same whichever drives.
+window's finite entries are taken only when they meet every bound themselves (their resources
+are matches); the rest of the window is a superset: the entries with an open end and every
+resource with more than one entry of the parameter (``ord > 0``: the bounds may be met by
+different entries). When that rest holds nothing, the bounds need no predicate; otherwise they
+stay checked per candidate, so the answer is the same whichever drives.
 
 Results (search.html#sort, #count, #total, #include): ``_sort`` keys use each resource's lowest
 value ascending and highest descending, resources without a value last, then the resource pk (so
@@ -701,8 +703,9 @@ class _Compiler:
         self, criteria: Sequence[AnyCriterion], rtype: str | None, span: DateSpan
     ) -> list[tuple[object, _Set]]:
         """A superset of the resources meeting every lower and upper bound given to one date
-        parameter (the module docstring's date window), per parameter that has both."""
-        bounds: dict[str, tuple[list[DateValue], list[DateValue]]] = {}
+        parameter (the module docstring's date window), per parameter that has both; its key
+        is a ``_Window``."""
+        bounds: dict[str, tuple[list[Criterion], list[Criterion]]] = {}
         for crit in criteria:
             if not isinstance(crit, Criterion) or crit.param.type != "date":
                 continue
@@ -713,36 +716,57 @@ class _Compiler:
                 continue
             lower, upper = bounds.setdefault(crit.param.name, ([], []))
             if value.prefix in _LOWER:
-                lower.append(value)
+                lower.append(crit)
             elif value.prefix in _UPPER:
-                upper.append(value)
+                upper.append(crit)
         out: list[tuple[object, _Set]] = []
         for name, (lower, upper) in bounds.items():
             pids = self.pids(rtype, name)
             if not lower or not upper or not pids:
                 continue
             width = max(span(pids) or 0, 0)
+            lows, highs = [_date(c) for c in lower], [_date(c) for c in upper]
             # the least low and the greatest low an entry meeting every bound can have
-            low = max(v.high + 1 if v.prefix == "sa" else _least_high(v) - width for v in lower)
-            high = min(v.high if v.prefix == "le" else v.low - 1 for v in upper)
-            out.append(((name, "window"), self._window_set(pids, low, high)))
+            low = max(v.high + 1 if v.prefix == "sa" else _least_high(v) - width for v in lows)
+            high = min(v.high if v.prefix == "le" else v.low - 1 for v in highs)
+            tests = [self._range(v.prefix, "x.low", "x.high", v.low, v.high) for v in lows + highs]
+            exact, loose = self._window_sets(pids, low, high, tests)
+            window = _Window(tuple(lower + upper), loose)
+            out.append(
+                (
+                    window,
+                    _Set(f"{exact.sql} UNION ALL {loose.sql}", exact.params + loose.params, True),
+                )
+            )
         return out
 
-    def _window_set(self, pids: list[int], low: int, high: int) -> _Set:
+    def _window_sets(
+        self, pids: list[int], low: int, high: int, tests: list[Cond]
+    ) -> tuple[_Set, _Set]:
+        """The window's entries in two sets: finite entries meeting every bound themselves
+        (their resources are matches), and the rest, whose resources may be: entries with an
+        open start or end, and resources with several entries (``ord > 0``)."""
         p = self.d.p
+        met = " AND ".join(f"({t.sql})" for t in tests)
         branches: tuple[tuple[str, Params], ...] = (
-            (f"x.low >= {p} AND x.low <= {p}", [low, high]),  # finite entries
+            (
+                f"x.low >= {p} AND x.low <= {p} AND {met}",
+                [low, high, *(v for t in tests for v in t.params)],
+            ),
             (f"x.low = {p}", [DATE_MIN]),  # open start
             (f"x.high = {p} AND x.low <= {p}", [DATE_MAX, high]),  # open end
             ("x.ord > 0", []),  # resources with several entries
         )
-        parts: list[str] = []
-        params: Params = []
+        parts: list[Sql] = []
         for cond, values in branches:
             pid = self.pid_cond("x.pid", pids)
-            parts.append(f"SELECT x.res_pk FROM idx_date x WHERE {pid.sql} AND {cond}")
-            params += [*pid.params, *values]
-        return _Set(" UNION ALL ".join(parts), params, True)
+            sql = f"SELECT x.res_pk FROM idx_date x WHERE {pid.sql} AND {cond}"
+            parts.append(Sql(sql, [*pid.params, *values]))
+        rest = parts[1:]
+        loose = _Set(
+            " UNION ALL ".join(q.sql for q in rest), [v for q in rest for v in q.params], True
+        )
+        return _Set(parts[0].sql, parts[0].params, True), loose
 
     # ---- sorting ---------------------------------------------------------------------------
     def sort_expr(self, key: SortKey, rtype: str | None, r: str) -> Sql:
@@ -771,6 +795,22 @@ class _Compiler:
             f" AND {pid.sql})",
             pid.params,
         )
+
+
+@dataclass(frozen=True, eq=False)
+class _Window:
+    """A date window's key: the bounds it was made of, which every resource it selects meets
+    unless ``loose`` (the window's entries with an open end, and resources with several
+    entries) selects any."""
+
+    criteria: tuple[Criterion, ...]
+    loose: _Set
+
+
+def _date(crit: Criterion) -> DateValue:
+    value = crit.values[0]
+    assert isinstance(value, DateValue)  # date_windows takes only those
+    return value
 
 
 def _least_high(v: DateValue) -> int:
@@ -871,8 +911,17 @@ def _choose_driver(
             kept, met = _narrow(d, conn, sorted(set(pks)), others)
             in_pks = d.in_pks("pk", kept)
             bound = _Set(f"SELECT pk FROM resource WHERE {in_pks.sql}", in_pks.params, True)
-            return _Driver(candidates[at][0], bound, kept, [candidates[at][0], *met])
+            keys = [candidates[at][0], *met]
+            return _Driver(keys[0], bound, kept, [m for k in keys for m in _meets(d, conn, k)])
     return _Driver(*candidates[0])
+
+
+def _meets(d: Dialect, conn: Connection, key: object) -> list[object]:
+    """What the pks of a candidate set are known to meet: its criterion; for a date window,
+    its bounds when nothing of it is loose (``_Window``), none otherwise."""
+    if not isinstance(key, _Window):
+        return [key]
+    return [key] if _first_pks(d, conn, key.loose, 0) else [key, *key.criteria]
 
 
 def _narrow(

@@ -331,9 +331,18 @@ def test_a_month_is_driven_by_its_date_window(tmp_path: Path) -> None:
     spy = spied(eng, query)
     main = next(i for i, (sql, _) in enumerate(spy.plans) if sql.startswith("SELECT r.pk"))
     bound = json.loads(str(spy.params[main][0]))
-    assert 30 <= len(bound) <= 32, "the window: the month and its widest entry's day before"
+    assert len(bound) == 30, "the window's entries meeting both bounds: the month's days"
+    assert "EXISTS" not in spy.plans[main][0], "nothing loose in the window: bounds met"
     found = eng.search_index.search(query)
     assert sorted(int(i[1:]) for _, i in found.matches) == list(range(1000, 1030))
+    with eng.repository.transaction() as tx:  # an open end: tested per candidate again
+        tx.put("ImagingStudy", "open", {}, [DateEntry("started", 1010 * day, None)])
+        tx.put("ImagingStudy", "late", {}, [DateEntry("started", 1040 * day, None)])
+    spy = spied(eng, query)
+    main = next(i for i, (sql, _) in enumerate(spy.plans) if sql.startswith("SELECT r.pk"))
+    assert "EXISTS" in spy.plans[main][0]
+    found = eng.search_index.search(query)
+    assert {i for _, i in found.matches} == {f"s{i}" for i in range(1000, 1030)} | {"open"}
     eng.close()
 
 
