@@ -28,11 +28,11 @@ like the SQLite engine keeps both engines' answers identical. Parameters outside
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
 from hub.search.extract import date_range
+from hub.search.matching import fold
 from hub.search.model import (
     DateEntry,
     IndexEntry,
@@ -92,13 +92,6 @@ KIND_LEAVES: dict[ParamType, tuple[str, ...]] = {
     "reference": ("rk", "rt", "rs"),
     "uri": ("uv",),
 }
-
-
-def fold(text: str) -> str:
-    """Case- and accent-insensitive form (search.html#string): NFKD, combining marks dropped,
-    casefolded -- the SQLite engine's rule."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 # ---- mappings ------------------------------------------------------------------------------

@@ -31,8 +31,9 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-from adapters.elasticsearch.mapping import GROUP, fold
+from adapters.elasticsearch.mapping import GROUP
 from hub.errors import InvalidSearch
+from hub.search.matching import fold
 from hub.search.model import (
     AnyCriterion,
     AnyOfCriterion,
