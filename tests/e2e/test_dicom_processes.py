@@ -1,7 +1,7 @@
 """Issue 4: ``pixelhub serve`` receiving DICOM in more than one process (``dicom_processes``):
 every process serves associations on the one port, their instances make one study, their
-audit events go into the hub's one hash chain, every process answers C-FIND, C-GET and C-MOVE,
-a receiving process that dies is replaced, and SIGTERM stops them all."""
+audit events go into the hub's one hash chain, every process answers C-FIND, C-GET, C-MOVE and
+storage commitment, a receiving process that dies is replaced, and SIGTERM stops them all."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage
 
+from adapters.dicom._commitment import STORAGE_COMMITMENT, STORAGE_COMMITMENT_INSTANCE
 from adapters.dicom._find import STUDY_ROOT_FIND
 from adapters.dicom._retrieve import STUDY_ROOT_GET, STUDY_ROOT_MOVE
 from hub.cli import main as cli_main
@@ -60,6 +61,13 @@ def _sockets_of(pid: int) -> set[int]:
 
 def _study_uid() -> str:
     return f"1.2.826.0.1.3680043.8.498.{time.time_ns() // 1000}"  # room for ".n.i" after it
+
+
+def _reference(sop: str) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = CT_CLASS
+    item.ReferencedSOPInstanceUID = sop
+    return item
 
 
 def _associate(port: int, count: int) -> list[Association]:
@@ -131,11 +139,12 @@ def test_every_process_serves_associations_into_one_study_and_one_audit_chain(
     assert verified.exit_code == 0, verified.output
 
 
-def test_every_process_answers_find_get_and_move(
+def test_every_process_answers_find_get_move_and_commitment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two associations, one per process, each asks C-FIND, C-GET and C-MOVE for a study stored
-    on a third: the receiving process reads the store its own connection opened."""
+    """Two associations, one per process, each asks C-FIND, C-GET, C-MOVE and storage
+    commitment (its report on the same association) for a study stored on a third: the
+    receiving process reads the store its own connection opened."""
     monkeypatch.setenv("PIXELHUB_DICOM_PROCESSES", "2")
     monkeypatch.setenv("PIXELHUB_DICOM_ALLOWED_PEERS", "PYSCU")
     monkeypatch.setenv("PIXELHUB_CHANNELS", "dicom")
@@ -168,16 +177,25 @@ def test_every_process_answers_find_get_and_move(
             storer.release()
             _wait("no connection", lambda: not _connections_to(port))
             got: list[str] = []
+            reports: list[tuple[int, list[str]]] = []
+
+            def reported(event: object) -> tuple[int, None]:
+                info = event.event_information  # type: ignore[attr-defined]
+                refs = [str(i.ReferencedSOPInstanceUID) for i in info.ReferencedSOPSequence]
+                reports.append((int(event.event_type), refs))  # type: ignore[attr-defined]
+                return 0x0000, None
+
             ae = AE(ae_title="PYSCU")
             ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-            for model in (STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE):
+            for model in (STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE, STORAGE_COMMITMENT):
                 ae.add_requested_context(model, ExplicitVRLittleEndian)
             ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
             assocs = [
                 ae.associate(
                     "127.0.0.1", port, ae_title="PIXELHUB",
                     ext_neg=[build_role(CTImageStorage, scp_role=True)],
-                    evt_handlers=[(evt.EVT_C_STORE, keep(got))],
+                    evt_handlers=[(evt.EVT_C_STORE, keep(got)),
+                                  (evt.EVT_N_EVENT_REPORT, reported)],
                 )
                 for _ in range(2)
             ]  # fmt: skip
@@ -200,6 +218,16 @@ def test_every_process_answers_find_get_and_move(
                 assert final.Status == 0x0000 and final.NumberOfCompletedSuboperations == 3
                 final = list(assoc.send_c_move(query, "DEST", STUDY_ROOT_MOVE))[-1][0]
                 assert final.Status == 0x0000 and final.NumberOfCompletedSuboperations == 3
+                commit = Dataset()
+                commit.TransactionUID = f"{study}.9{len(reports)}"
+                commit.ReferencedSOPSequence = [_reference(sop) for sop in sops]
+                status, _ = assoc.send_n_action(
+                    commit, 1, STORAGE_COMMITMENT, STORAGE_COMMITMENT_INSTANCE
+                )
+                assert status.Status == 0x0000
+                count = len(reports)
+                _wait("the commitment report", lambda n=count: len(reports) > n)
+                assert reports[-1] == (1, sops), "every instance committed"
                 assoc.release()
             assert sorted(got) == sorted(moved) == sorted(sops * 2)
             proc.send_signal(signal.SIGTERM)
