@@ -140,35 +140,31 @@ class Database:
         before them."""
         conn = self._writer
         if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            self._create_tables()
+            with self._schema_transaction():
+                found = conn.execute("PRAGMA user_version").fetchone()[0]
+                if found == 0:
+                    for statement in _schema_statements():
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                elif found != SCHEMA_VERSION:
+                    raise HubError(
+                        f"SQLite store {self.path} has schema version {found}; this PixelHub "
+                        f"understands version {SCHEMA_VERSION}"
+                    )
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         missing = [name for name in SEARCH_UPGRADE if name not in names]
         if missing:
             log.info("SQLite store %s: adding search indexes %s (once)", self.path, missing)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._schema_transaction():
                 for name in missing:
                     conn.execute(f"CREATE INDEX IF NOT EXISTS {name} {SEARCH_UPGRADE[name]}")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
-    def _create_tables(self) -> None:
+    @contextmanager
+    def _schema_transaction(self) -> Iterator[None]:
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
-            found = conn.execute("PRAGMA user_version").fetchone()[0]
-            if found == 0:
-                for statement in _schema_statements():
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif found != SCHEMA_VERSION:
-                raise HubError(
-                    f"SQLite store {self.path} has schema version {found}; this PixelHub "
-                    f"understands version {SCHEMA_VERSION}"
-                )
+            yield
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

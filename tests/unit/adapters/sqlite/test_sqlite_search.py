@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from hub.search.model import (
     DateEntry,
     DateValue,
     HasCriterion,
+    IndexEntry,
     ParamRef,
     ReferenceEntry,
     ReferenceValue,
@@ -202,14 +203,26 @@ def test_include_rounds_are_bounded(tmp_path: Path) -> None:
     eng.close()
 
 
-def test_a_tie_at_the_first_probe_limit_is_broken_by_a_larger_probe(tmp_path: Path) -> None:
+def studies(
+    tmp_path: Path, count: int, entries_of: Callable[[int], Sequence[IndexEntry]]
+) -> SqliteEngine:
+    """A store of ``count`` ImagingStudy entries ``s<i>`` with ``entries_of(i)``."""
     eng = SqliteEngine("sqlite://", data_dir=str(tmp_path))
     with eng.repository.transaction() as tx:
-        for i in range(3000):
-            entries = [TokenEntry("status", None, "available")]
-            if i % 2:
-                entries.append(TokenEntry("modality", None, "CT"))
-            tx.put("ImagingStudy", f"s{i}", {}, entries)
+        for i in range(count):
+            tx.put("ImagingStudy", f"s{i}", {}, entries_of(i))
+    return eng
+
+
+def test_a_tie_at_the_first_probe_limit_is_broken_by_a_larger_probe(tmp_path: Path) -> None:
+    eng = studies(
+        tmp_path,
+        3000,
+        lambda i: (
+            [TokenEntry("status", None, "available")]
+            + ([TokenEntry("modality", None, "CT")] if i % 2 else [])
+        ),
+    )
     query = SearchQuery(
         "ImagingStudy",
         (
@@ -237,13 +250,14 @@ def test_a_tie_at_the_first_probe_limit_is_broken_by_a_larger_probe(tmp_path: Pa
 def test_a_bound_driver_is_narrowed_by_sets_no_larger_than_its_factor(tmp_path: Path) -> None:
     """1,500 CT studies drive (over the first probe limit); the 2,000 with status "available"
     are read as one set and intersected with them, so neither is tested per candidate."""
-    eng = SqliteEngine("sqlite://", data_dir=str(tmp_path))
-    with eng.repository.transaction() as tx:
-        for i in range(4000):
-            entries = [TokenEntry("status", None, "available" if i % 2 else "registered")]
-            if i % 8 in (1, 2, 4):
-                entries.append(TokenEntry("modality", None, "CT"))
-            tx.put("ImagingStudy", f"s{i}", {}, entries)
+    eng = studies(
+        tmp_path,
+        4000,
+        lambda i: (
+            [TokenEntry("status", None, "available" if i % 2 else "registered")]
+            + ([TokenEntry("modality", None, "CT")] if i % 8 in (1, 2, 4) else [])
+        ),
+    )
     query = SearchQuery(
         "ImagingStudy",
         (
