@@ -872,7 +872,7 @@ def _within(d: Dialect, conn: Connection, s: _Set, pks: list[int]) -> list[int]:
 @dataclass
 class _Driver:
     """The candidate set a query is driven by; with ``pks`` bound as the list of them, and
-    ``met`` the criteria those pks are known to meet (no predicate needed)."""
+    ``met`` the keys (criteria, windows) those pks are known to meet (no predicate needed)."""
 
     key: object
     set: _Set
@@ -917,8 +917,8 @@ def _choose_driver(
 
 
 def _meets(d: Dialect, conn: Connection, key: object) -> list[object]:
-    """What the pks of a candidate set are known to meet: its criterion; for a date window,
-    its bounds when nothing of it is loose (``_Window``), none otherwise."""
+    """The keys whose criteria the pks of a candidate set are known to meet: its own; for a
+    date window (``_Window``), also its bounds when nothing of it is loose."""
     if not isinstance(key, _Window):
         return [key]
     return [key] if _first_pks(d, conn, key.loose, 0) else [key, *key.criteria]
