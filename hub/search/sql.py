@@ -906,13 +906,19 @@ def _choose_driver(
                 best = (at, size, fetched)
         if best is not None:
             at, _, found = best
+            key = candidates[at][0]
             pks = found if found is not None else _first_pks(d, conn, candidates[at][1], limit)
-            others = [(c, sizes[i]) for i, c in enumerate(candidates) if i != at]
-            kept, met = _narrow(d, conn, sorted(set(pks)), others)
+            met = _meets(d, conn, key)
+            others = [
+                (c, sizes[i])
+                for i, c in enumerate(candidates)
+                if i != at and not any(c[0] is m for m in met)  # nothing to narrow by
+            ]
+            kept, narrowed = _narrow(d, conn, sorted(set(pks)), others)
+            met += [m for k in narrowed for m in _meets(d, conn, k)]
             in_pks = d.in_pks("pk", kept)
             bound = _Set(f"SELECT pk FROM resource WHERE {in_pks.sql}", in_pks.params, True)
-            keys = [candidates[at][0], *met]
-            return _Driver(keys[0], bound, kept, [m for k in keys for m in _meets(d, conn, k)])
+            return _Driver(key, bound, kept, met)
     return _Driver(*candidates[0])
 
 

@@ -397,3 +397,25 @@ def test_an_existing_store_gains_the_search_indexes_when_opened(tmp_path: Path) 
     names = {n for (n,) in eng._db.reader().execute("SELECT name FROM sqlite_master")}
     assert {"idx_date_span", "idx_date_several", "idx_token_text"} <= names
     eng.close()
+
+
+def test_a_window_meeting_its_bounds_is_not_narrowed_by_them(tmp_path: Path) -> None:
+    """1,500 days of a 3,000-day store in the window (over the first limit, so narrowing runs):
+    its bounds are met by the window, so their sets are not read again."""
+    day = 86_400_000
+    eng = studies(tmp_path, 3000, lambda i: [DateEntry("started", i * day, (i + 1) * day - 1)])
+    query = SearchQuery(
+        "ImagingStudy",
+        (
+            Criterion(STARTED, (DateValue("ge", 1000 * day, 1001 * day - 1),)),
+            Criterion(STARTED, (DateValue("lt", 2500 * day, 2501 * day - 1),)),
+        ),
+        count=10,
+    )
+    spy = spied(eng, query)
+    assert not any(sql.startswith("WITH q(p)") for sql, _ in spy.plans)
+    main = next(sql for sql, _ in spy.plans if sql.startswith("SELECT r.pk"))
+    assert "EXISTS" not in main
+    found = eng.search_index.search(query)
+    assert found.total == 1500 and [i for _, i in found.matches][:2] == ["s1000", "s1001"]
+    eng.close()
