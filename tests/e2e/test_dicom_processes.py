@@ -190,18 +190,28 @@ def test_every_process_answers_find_get_move_and_commitment(
             for model in (STUDY_ROOT_FIND, STUDY_ROOT_GET, STUDY_ROOT_MOVE, STORAGE_COMMITMENT):
                 ae.add_requested_context(model, ExplicitVRLittleEndian)
             ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
-            assocs = [
-                ae.associate(
-                    "127.0.0.1", port, ae_title="PIXELHUB",
-                    ext_neg=[build_role(CTImageStorage, scp_role=True)],
-                    evt_handlers=[(evt.EVT_C_STORE, keep(got)),
-                                  (evt.EVT_N_EVENT_REPORT, reported)],
-                )
-                for _ in range(2)
-            ]  # fmt: skip
-            assert all(a.is_established for a in assocs)
-            _wait("2 connections", lambda: len(_connections_to(port)) == 2)
-            assert len(_sockets_of(worker) & _connections_to(port)) == 1, "one each"
+            assocs: list[Association] = []
+
+            def one_on_each() -> bool:  # once the receiving process has started (it is quiet)
+                assocs[:] = [
+                    ae.associate(
+                        "127.0.0.1", port, ae_title="PIXELHUB",
+                        ext_neg=[build_role(CTImageStorage, scp_role=True)],
+                        evt_handlers=[(evt.EVT_C_STORE, keep(got)),
+                                      (evt.EVT_N_EVENT_REPORT, reported)],
+                    )
+                    for _ in range(2)
+                ]  # fmt: skip
+                assert all(a.is_established for a in assocs)
+                _wait("2 connections", lambda: len(_connections_to(port)) == 2)
+                if len(_sockets_of(worker) & _connections_to(port)) == 1:
+                    return True
+                for assoc in assocs:
+                    assoc.release()
+                _wait("no connection", lambda: not _connections_to(port))
+                return False
+
+            _wait("one association on each process", one_on_each)
             query = Dataset()
             query.QueryRetrieveLevel = "STUDY"
             query.StudyInstanceUID = study
