@@ -999,13 +999,13 @@ def run_search(
         where.append(f"r.res_type = {d.p}")
         params.append(rtype)
     where.append(d.live("r.deleted"))
+    bound = driver is not None and driver.pks is not None
     for crit, _ in sets:
         if any(crit is key for key in met):
             continue
         pred = comp.predicate(crit, rtype, "r")
         # few candidates (bound pks): each checked in turn; ``IS TRUE`` keeps a planner from
         # turning the check into a join that an estimate gone wrong would drive
-        bound = driver is not None and driver.pks is not None
         where.append(f"({pred.sql}) IS TRUE" if bound else pred.sql)
         params += pred.params
     clause = " AND ".join(where)
@@ -1013,7 +1013,6 @@ def run_search(
     # meet every criterion its distinct pks are the matches: in pk order, pages and totals are
     # read from the index alone.
     alone = driver is not None and all(any(c is key for key in met) for c, _ in sets)
-    bound = driver is not None and driver.pks is not None
     offset = max(0, query.offset)
     page_wanted = query.count > 0 and query.summary != "count"
     total_wanted = query.total != "none" or query.summary == "count"

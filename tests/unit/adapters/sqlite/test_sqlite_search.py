@@ -328,20 +328,25 @@ def test_an_accurate_total_counts_each_resource_once(engine: SqliteEngine) -> No
     assert {page.total for page in pages} == {60}
 
 
+DAY = 86_400_000
+
+
+def daily_studies(tmp_path: Path) -> SqliteEngine:
+    """3,000 studies, one a day, each a whole day."""
+    return studies(tmp_path, 3000, lambda i: [DateEntry("started", i * DAY, (i + 1) * DAY - 1)])
+
+
+def days(first: int, end: int, count: int) -> SearchQuery:
+    """``started`` from the start of day ``first`` to before day ``end``."""
+    lower = DateValue("ge", first * DAY, (first + 1) * DAY - 1)
+    upper = DateValue("lt", end * DAY, (end + 1) * DAY - 1)
+    criteria = (Criterion(STARTED, (lower,)), Criterion(STARTED, (upper,)))
+    return SearchQuery("ImagingStudy", criteria, count=count)
+
+
 def test_a_month_is_driven_by_its_date_window(tmp_path: Path) -> None:
-    eng = SqliteEngine("sqlite://", data_dir=str(tmp_path))
-    day = 86_400_000
-    with eng.repository.transaction() as tx:
-        for i in range(3000):  # one study a day, each a whole day
-            tx.put("ImagingStudy", f"s{i}", {}, [DateEntry("started", i * day, (i + 1) * day - 1)])
-    query = SearchQuery(
-        "ImagingStudy",
-        (
-            Criterion(STARTED, (DateValue("ge", 1000 * day, 1001 * day - 1),)),
-            Criterion(STARTED, (DateValue("lt", 1030 * day, 1031 * day - 1),)),
-        ),
-        count=100,
-    )
+    eng = daily_studies(tmp_path)
+    query = days(1000, 1030, count=100)
     spy = spied(eng, query)
     main = next(i for i, (sql, _) in enumerate(spy.plans) if sql.startswith("SELECT r.pk"))
     bound = json.loads(str(spy.params[main][0]))
@@ -350,8 +355,8 @@ def test_a_month_is_driven_by_its_date_window(tmp_path: Path) -> None:
     found = eng.search_index.search(query)
     assert sorted(int(i[1:]) for _, i in found.matches) == list(range(1000, 1030))
     with eng.repository.transaction() as tx:  # an open end: tested per candidate again
-        tx.put("ImagingStudy", "open", {}, [DateEntry("started", 1010 * day, None)])
-        tx.put("ImagingStudy", "late", {}, [DateEntry("started", 1040 * day, None)])
+        tx.put("ImagingStudy", "open", {}, [DateEntry("started", 1010 * DAY, None)])
+        tx.put("ImagingStudy", "late", {}, [DateEntry("started", 1040 * DAY, None)])
     spy = spied(eng, query)
     main = next(i for i, (sql, _) in enumerate(spy.plans) if sql.startswith("SELECT r.pk"))
     assert "EXISTS" in spy.plans[main][0]
@@ -402,16 +407,8 @@ def test_an_existing_store_gains_the_search_indexes_when_opened(tmp_path: Path) 
 def test_a_window_meeting_its_bounds_is_not_narrowed_by_them(tmp_path: Path) -> None:
     """1,500 days of a 3,000-day store in the window (over the first limit, so narrowing runs):
     its bounds are met by the window, so their sets are not read again."""
-    day = 86_400_000
-    eng = studies(tmp_path, 3000, lambda i: [DateEntry("started", i * day, (i + 1) * day - 1)])
-    query = SearchQuery(
-        "ImagingStudy",
-        (
-            Criterion(STARTED, (DateValue("ge", 1000 * day, 1001 * day - 1),)),
-            Criterion(STARTED, (DateValue("lt", 2500 * day, 2501 * day - 1),)),
-        ),
-        count=10,
-    )
+    eng = daily_studies(tmp_path)
+    query = days(1000, 2500, count=10)
     spy = spied(eng, query)
     assert not any(sql.startswith("WITH q(p)") for sql, _ in spy.plans)
     main = next(sql for sql, _ in spy.plans if sql.startswith("SELECT r.pk"))
