@@ -96,6 +96,11 @@ def _unpack() -> Path:
     return HOME
 
 
+def _reachable_by_all(path: Path) -> bool:
+    """Whether every directory above ``path`` lets other users through (``o+x``)."""
+    return all(parent.stat().st_mode & 0o001 for parent in path.resolve().parents)
+
+
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(
@@ -123,11 +128,14 @@ def running_elasticsearch(heap: str = "512m") -> Iterator[str]:
     for sub in ("data", "logs", "tmp"):
         (work / sub).mkdir()
     shutil.copytree(home / "config", work / "conf")
-    command = [str(home / "bin" / "elasticsearch")]
     if os.geteuid() == 0:  # Elasticsearch refuses root
+        if not _reachable_by_all(home):  # a checkout under a private dir (``mktemp -d``)
+            home = Path(shutil.copytree(home, work / "home", symlinks=True))
         subprocess.run(["chown", "-R", "nobody", str(work)], check=True)
         work.chmod(0o755)
-        command = ["runuser", "-u", "nobody", "--", *command]
+        command = ["runuser", "-u", "nobody", "--", str(home / "bin" / "elasticsearch")]
+    else:
+        command = [str(home / "bin" / "elasticsearch")]
     http_port, transport_port = free_port(), free_port()
     settings = {
         "discovery.type": "single-node",
